@@ -1,0 +1,34 @@
+# Two entry points for a fresh machine (Python 3.11): `make demo` and `make test`.
+# torch is installed first and pinned, so that pip takes the CPU wheel on the machine
+# instead of resolving an unpinned `torch` to the newest CUDA build.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+TORCH_VERSION ?= 2.13.0
+EXTRAS ?= torch,dev
+
+.PHONY: demo test install bench lint clean
+
+$(BIN)/datavalue: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet "torch==$(TORCH_VERSION)"
+	$(BIN)/pip install --quiet -e ".[$(EXTRAS)]"
+	touch $@
+
+install: $(BIN)/datavalue
+
+demo: install
+	$(BIN)/datavalue demo --out results/demo
+
+test: install
+	$(BIN)/python -m pytest -n 2 --timeout 900
+
+bench: install
+	$(BIN)/python benchmarks/run.py
+
+lint: install
+	$(BIN)/ruff check src tests benchmarks
+
+clean:
+	rm -rf $(VENV) results .pytest_cache

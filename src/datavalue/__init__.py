@@ -1,0 +1,63 @@
+"""datavalue: which training examples made this model what it is?
+
+Data valuation (one value per training example: Data-OOB, KNN-Shapley, leave-one-out, ...)
+and data attribution, behind one API. Higher values always mean *more helpful*.
+
+>>> import datavalue as dv
+>>> ds = dv.load_dataset("breast_cancer", noise_rate=0.1, random_state=0)
+>>> oob = dv.DataOOB(n_estimators=200, random_state=0).fit(ds.x_train, ds.y_train)
+>>> report = dv.evaluate.noisy_detection(oob.values_, ds.noisy_indices)
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from . import evaluate
+from .data import BUILTIN_DATASETS, Dataset, corrupt_features, corrupt_labels, load_dataset
+from .exceptions import (
+    DatavalueError,
+    InvalidDataError,
+    InvalidModelError,
+    InvalidParameterError,
+    UnknownNameError,
+)
+from .models import MODELS, make_model
+from .result import ValuationResult
+from .utility import METRICS, Utility
+from .valuation import (
+    LOO,
+    METHODS,
+    DataOOB,
+    KNNShapley,
+    RandomValuation,
+    Valuator,
+    make_valuator,
+)
+
+__all__ = [
+    "__version__",
+    "BUILTIN_DATASETS",
+    "Dataset",
+    "load_dataset",
+    "corrupt_labels",
+    "corrupt_features",
+    "ValuationResult",
+    "Utility",
+    "METRICS",
+    "MODELS",
+    "make_model",
+    "METHODS",
+    "make_valuator",
+    "Valuator",
+    "DataOOB",
+    "KNNShapley",
+    "LOO",
+    "RandomValuation",
+    "evaluate",
+    "DatavalueError",
+    "InvalidDataError",
+    "InvalidModelError",
+    "InvalidParameterError",
+    "UnknownNameError",
+]

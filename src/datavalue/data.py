@@ -1,0 +1,773 @@
+"""Data sets: an immutable train/valid/test split, loaders, and corruption with a record of it.
+
+A :class:`Dataset` holds three splits (train, valid, test) of one data set, the task, the names
+of features and classes, and ``noisy_indices``: the rows of the training split that were
+corrupted on purpose (empty if none). Every function here returns a new ``Dataset``; nothing
+mutates the caller's arrays (they are copied and made read-only).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ._validation import check_features, check_target, infer_task
+from .exceptions import InvalidDataError, InvalidParameterError, UnknownNameError
+
+__all__ = [
+    "Dataset",
+    "load_dataset",
+    "corrupt_labels",
+    "corrupt_features",
+    "BUILTIN_DATASETS",
+]
+
+#: Names accepted by :func:`load_dataset` without a path.
+BUILTIN_DATASETS: tuple[str, ...] = (
+    "breast_cancer",
+    "digits",
+    "wine",
+    "iris",
+    "diabetes",
+    "classification",
+    "regression",
+)
+
+_SPLITS = ("train", "valid", "test")
+
+
+def _frozen(a: np.ndarray) -> np.ndarray:
+    a = np.array(a, copy=True)
+    a.setflags(write=False)
+    return a
+
+
+@dataclass(frozen=True, eq=False)
+class Dataset:
+    """A train/valid/test split of one data set, immutable.
+
+    Attributes
+    ----------
+    x_train, y_train, x_valid, y_valid, x_test, y_test : numpy.ndarray
+        Features (float64, 2-D) and targets (int64 class codes ``0..K-1`` for classification,
+        float64 for regression) of each split. Read-only.
+    task : {"classification", "regression"}
+    feature_names : tuple of str
+    class_names : tuple of str or None
+        Original label of each class code (classification only).
+    noisy_indices : numpy.ndarray
+        Sorted indices into the *training* split that were corrupted (labels or features).
+    name : str
+        Where the data came from (a built-in name or a file name).
+    feature_mean, feature_scale : numpy.ndarray or None
+        If the features were standardized, ``x_raw = x * feature_scale + feature_mean``.
+    image_shape : tuple of int or None
+        Shape of one example as an image (``(8, 8)`` for digits), for reports.
+    """
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_valid: np.ndarray
+    y_valid: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    task: str = "classification"
+    feature_names: tuple[str, ...] = ()
+    class_names: tuple[str, ...] | None = None
+    noisy_indices: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    name: str = "arrays"
+    feature_mean: np.ndarray | None = None
+    feature_scale: np.ndarray | None = None
+    image_shape: tuple[int, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.task not in ("classification", "regression"):
+            raise InvalidParameterError(
+                f"The 'task' of a Dataset must be 'classification' or 'regression'. "
+                f"Got {self.task!r} instead."
+            )
+        d = None
+        for split in _SPLITS:
+            x = check_features(getattr(self, f"x_{split}"), f"x_{split}", allow_empty=split != "train")
+            y = check_target(
+                getattr(self, f"y_{split}"), f"y_{split}", n_samples=x.shape[0], x_name=f"x_{split}"
+            )
+            if d is not None and x.shape[1] != d:
+                raise InvalidDataError(
+                    f"'x_{split}' has {x.shape[1]} features but 'x_train' has {d}."
+                )
+            d = x.shape[1]
+            y = y.astype(np.int64 if self.task == "classification" else np.float64)
+            object.__setattr__(self, f"x_{split}", _frozen(x))
+            object.__setattr__(self, f"y_{split}", _frozen(y))
+        names = tuple(str(n) for n in self.feature_names) or tuple(f"x{i}" for i in range(d))
+        if len(names) != d:
+            raise InvalidDataError(
+                f"'feature_names' has {len(names)} names but the data has {d} features."
+            )
+        object.__setattr__(self, "feature_names", names)
+        if self.class_names is not None:
+            object.__setattr__(self, "class_names", tuple(str(c) for c in self.class_names))
+        noisy = np.unique(np.asarray(self.noisy_indices, dtype=np.int64))
+        if noisy.size and (noisy[0] < 0 or noisy[-1] >= self.n_train):
+            raise InvalidDataError(
+                f"'noisy_indices' must index the training split (0..{self.n_train - 1})."
+            )
+        object.__setattr__(self, "noisy_indices", _frozen(noisy))
+        for attr in ("feature_mean", "feature_scale"):
+            v = getattr(self, attr)
+            if v is not None:
+                object.__setattr__(self, attr, _frozen(np.asarray(v, dtype=np.float64)))
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def n_train(self) -> int:
+        return int(self.x_train.shape[0])
+
+    @property
+    def n_valid(self) -> int:
+        return int(self.x_valid.shape[0])
+
+    @property
+    def n_test(self) -> int:
+        return int(self.x_test.shape[0])
+
+    @property
+    def n_features(self) -> int:
+        return int(self.x_train.shape[1])
+
+    @property
+    def n_classes(self) -> int | None:
+        """Number of classes (over all splits), or None for regression."""
+        if self.task != "classification":
+            return None
+        if self.class_names is not None:
+            return len(self.class_names)
+        ys = np.concatenate([self.y_train, self.y_valid, self.y_test])
+        return int(ys.max()) + 1
+
+    @property
+    def noise_mask(self) -> np.ndarray:
+        """Boolean mask over the training split, True where a row was corrupted."""
+        mask = np.zeros(self.n_train, dtype=bool)
+        mask[self.noisy_indices] = True
+        return mask
+
+    def fingerprint(self) -> str:
+        """Hash of the training split (the same as a valuator computes from ``x_train``,
+        ``y_train``), so a saved result can be matched to the data it values."""
+        return fingerprint_arrays(self.x_train, self.y_train)
+
+    def describe(self) -> str:
+        """A one-line summary: name, task, sizes, classes and noise."""
+        classes = f", {self.n_classes} classes" if self.task == "classification" else ""
+        noise = (
+            f", {len(self.noisy_indices)} corrupted training rows"
+            if len(self.noisy_indices)
+            else ""
+        )
+        return (
+            f"{self.name}: {self.task}, {self.n_features} features{classes}; "
+            f"train {self.n_train} / valid {self.n_valid} / test {self.n_test}{noise}"
+        )
+
+    def __repr__(self) -> str:
+        return f"Dataset({self.describe()})"
+
+    def raw_features(self, x: np.ndarray) -> np.ndarray:
+        """Undo standardization (if any) so values are in the data's original units."""
+        if self.feature_mean is None or self.feature_scale is None:
+            return np.asarray(x)
+        return np.asarray(x) * self.feature_scale + self.feature_mean
+
+    def label_name(self, code: int | float) -> str:
+        """Human-readable name of a class code (or the number itself for regression)."""
+        if self.class_names is not None and self.task == "classification":
+            return self.class_names[int(code)]
+        return f"{code:g}" if isinstance(code, float) else str(code)
+
+    # ------------------------------------------------------------------ constructors
+    @classmethod
+    def from_arrays(
+        cls,
+        X: Any,
+        y: Any,
+        *,
+        train_size: float | int | None = None,
+        valid_size: float | int = 0.2,
+        test_size: float | int = 0.2,
+        random_state: int | None = 0,
+        stratify: bool = True,
+        standardize: bool = False,
+        task: str | None = None,
+        feature_names: Sequence[str] | None = None,
+        class_names: Sequence[str] | None = None,
+        name: str = "arrays",
+        image_shape: tuple[int, ...] | None = None,
+    ) -> Dataset:
+        """Split arrays into train/valid/test.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,)
+            Class labels (any hashable values; they are encoded as ``0..K-1`` and the originals
+            kept in ``class_names``) or real-valued regression targets.
+        train_size, valid_size, test_size : float or int
+            Fractions of all rows (float in (0, 1)) or absolute counts (int). ``train_size=None``
+            takes every row that is not valid or test; otherwise the remaining rows are dropped.
+        random_state : int or None
+            Seed of the shuffle.
+        stratify : bool
+            Keep class proportions in every split (classification only).
+        standardize : bool
+            Scale features to zero mean and unit variance using statistics of the training split
+            only (the transformation is kept in ``feature_mean``/``feature_scale``).
+        task : {"classification", "regression"} or None
+            Inferred from ``y`` if None.
+        """
+        Xa = check_features(X, "X")
+        ya = check_target(y, "y", n_samples=Xa.shape[0], x_name="X")
+        task = task or infer_task(ya)
+        if task not in ("classification", "regression"):
+            raise InvalidParameterError(
+                f"The 'task' parameter must be 'classification' or 'regression'. Got {task!r}."
+            )
+        if task == "classification":
+            classes, codes = np.unique(ya, return_inverse=True)
+            if len(classes) < 2:
+                raise InvalidDataError(
+                    f"'y' contains only one class ({classes.tolist()}); classification needs "
+                    "at least two."
+                )
+            if class_names is None:
+                class_names = [str(c) for c in classes]
+            elif len(class_names) < len(classes):
+                raise InvalidDataError(
+                    f"'class_names' has {len(class_names)} names but 'y' has {len(classes)} "
+                    "classes."
+                )
+            ya = codes.astype(np.int64)
+        else:
+            ya = ya.astype(np.float64)
+            class_names = None
+        idx = _split_indices(
+            ya if (stratify and task == "classification") else None,
+            Xa.shape[0],
+            train_size,
+            valid_size,
+            test_size,
+            random_state,
+        )
+        parts = {s: (Xa[i], ya[i]) for s, i in zip(_SPLITS, idx, strict=True)}
+        mean = scale = None
+        if standardize:
+            mean = parts["train"][0].mean(axis=0)
+            scale = parts["train"][0].std(axis=0)
+            scale = np.where(scale > 0, scale, 1.0)
+            parts = {s: ((x - mean) / scale, yy) for s, (x, yy) in parts.items()}
+        return cls(
+            x_train=parts["train"][0],
+            y_train=parts["train"][1],
+            x_valid=parts["valid"][0],
+            y_valid=parts["valid"][1],
+            x_test=parts["test"][0],
+            y_test=parts["test"][1],
+            task=task,
+            feature_names=tuple(feature_names) if feature_names is not None else (),
+            class_names=tuple(class_names) if class_names is not None else None,
+            name=name,
+            feature_mean=mean,
+            feature_scale=scale,
+            image_shape=image_shape,
+        )
+
+    @classmethod
+    def from_csv(
+        cls,
+        path: str | os.PathLike,
+        target: str,
+        *,
+        categorical: Sequence[str] | str = "auto",
+        missing: str = "error",
+        **split_kwargs: Any,
+    ) -> Dataset:
+        """Load a CSV file with a header row.
+
+        Parameters
+        ----------
+        path : path to the CSV file.
+        target : name of the target column.
+        categorical : "auto" or list of column names
+            Columns to one-hot encode (dropping the most frequent level, so an intercept and
+            the encoded columns are not collinear). "auto" takes every non-numeric column.
+        missing : {"error", "impute"}
+            "error" rejects missing values, listing the rows (1-based data rows of the file);
+            "impute" fills numeric columns with the median and categorical ones with the most
+            frequent level.
+        **split_kwargs : passed to :meth:`from_arrays`.
+        """
+        import pandas as pd
+
+        if missing not in ("error", "impute"):
+            raise InvalidParameterError(
+                f"The 'missing' parameter must be 'error' or 'impute'. Got {missing!r} instead."
+            )
+        p = Path(path)
+        if not p.is_file():
+            raise InvalidParameterError(f"The CSV file {str(p)!r} given as 'path' does not exist.")
+        frame = pd.read_csv(p)
+        if target not in frame.columns:
+            raise InvalidParameterError(
+                f"The 'target' column {target!r} is not in {p.name}; its columns are "
+                f"{', '.join(map(str, frame.columns))}."
+            )
+        na_rows = np.flatnonzero(frame.isna().to_numpy().any(axis=1))
+        if len(na_rows):
+            if missing == "error" or frame[target].isna().any():
+                where = "the target column" if frame[target].isna().any() else "the features"
+                shown = ", ".join(str(r + 1) for r in na_rows[:10])
+                more = " ..." if len(na_rows) > 10 else ""
+                raise InvalidDataError(
+                    f"{p.name} has missing values in {where}, in {len(na_rows)} data row(s): "
+                    f"{shown}{more} (1-based, header excluded). Pass missing='impute' "
+                    "(--impute on the command line) to fill feature columns."
+                )
+        y = frame[target].to_numpy()
+        feats = frame.drop(columns=[target])
+        if categorical == "auto":
+            cat_cols = [c for c in feats.columns if not pd.api.types.is_numeric_dtype(feats[c])]
+        else:
+            cat_cols = list(categorical)
+            unknown = [c for c in cat_cols if c not in feats.columns]
+            if unknown:
+                raise InvalidParameterError(
+                    f"The 'categorical' columns {unknown} are not in {p.name}."
+                )
+        for c in feats.columns:
+            if feats[c].isna().any():
+                if c in cat_cols:
+                    feats[c] = feats[c].fillna(feats[c].mode().iloc[0])
+                else:
+                    feats[c] = feats[c].fillna(feats[c].median())
+        blocks, names = [], []
+        for c in feats.columns:
+            if c in cat_cols:
+                col = feats[c].astype(str)
+                levels = col.value_counts().index.tolist()  # most frequent first
+                for level in sorted(levels[1:]):
+                    blocks.append((col == level).to_numpy(dtype=np.float64))
+                    names.append(f"{c}={level}")
+            else:
+                blocks.append(feats[c].to_numpy(dtype=np.float64))
+                names.append(str(c))
+        if not blocks:
+            raise InvalidDataError(f"{p.name} has no feature columns besides {target!r}.")
+        X = np.column_stack(blocks)
+        split_kwargs.setdefault("name", p.name)
+        return cls.from_arrays(X, y, feature_names=names, **split_kwargs)
+
+    @classmethod
+    def from_npz(cls, path: str | os.PathLike, **split_kwargs: Any) -> Dataset:
+        """Load an ``.npz`` with arrays ``X`` and ``y`` (and optionally ``feature_names``), plus
+        an optional JSON sidecar of the same name (``classes``, ``task``), the format of the
+        shared data sets."""
+        p = Path(path)
+        if not p.is_file():
+            raise InvalidParameterError(f"The NPZ file {str(p)!r} does not exist.")
+        with np.load(p, allow_pickle=False) as f:
+            if "X" not in f or "y" not in f:
+                raise InvalidDataError(
+                    f"{p.name} must contain arrays 'X' and 'y'; it has {sorted(f.files)}."
+                )
+            X, y = f["X"], f["y"]
+            names = [str(n) for n in f["feature_names"]] if "feature_names" in f else None
+        meta: dict[str, Any] = {}
+        sidecar = p.with_suffix(".json")
+        if sidecar.is_file():
+            meta = json.loads(sidecar.read_text())
+        task = meta.get("task")
+        if task is not None:
+            task = "regression" if "regress" in str(task) else "classification"
+        split_kwargs.setdefault("task", task)
+        if split_kwargs["task"] == "classification" and "classes" in meta:
+            split_kwargs.setdefault("class_names", [str(c) for c in meta["classes"]])
+        split_kwargs.setdefault("name", p.stem)
+        if p.stem == "digits" and X.shape[1] == 64:
+            split_kwargs.setdefault("image_shape", (8, 8))
+        return cls.from_arrays(X, y, feature_names=names, **split_kwargs)
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the data set to one ``.npz`` (arrays + JSON metadata), atomically."""
+        import io
+
+        from ._io import atomic_write_bytes
+
+        meta = {
+            "task": self.task,
+            "feature_names": list(self.feature_names),
+            "class_names": None if self.class_names is None else list(self.class_names),
+            "name": self.name,
+            "image_shape": None if self.image_shape is None else list(self.image_shape),
+        }
+        arrays = {f"{k}_{s}": getattr(self, f"{k}_{s}") for s in _SPLITS for k in ("x", "y")}
+        arrays["noisy_indices"] = self.noisy_indices
+        if self.feature_mean is not None:
+            arrays["feature_mean"] = self.feature_mean
+            arrays["feature_scale"] = self.feature_scale
+        arrays["meta"] = np.array(json.dumps(meta))
+        buf = io.BytesIO()
+        np.savez_compressed(buf, **arrays)
+        return atomic_write_bytes(Path(path), buf.getvalue())
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> Dataset:
+        """Read a data set written by :meth:`save`."""
+        with np.load(Path(path), allow_pickle=False) as f:
+            meta = json.loads(str(f["meta"]))
+            kw = {k: f[k] for k in f.files if k != "meta"}
+        return cls(
+            **kw,
+            task=meta["task"],
+            feature_names=tuple(meta["feature_names"]),
+            class_names=None if meta["class_names"] is None else tuple(meta["class_names"]),
+            name=meta["name"],
+            image_shape=None if meta["image_shape"] is None else tuple(meta["image_shape"]),
+        )
+
+
+def fingerprint_arrays(*arrays: np.ndarray) -> str:
+    """First 16 hex digits of the SHA-256 of the arrays' shapes, dtypes and bytes."""
+    h = hashlib.sha256()
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        h.update(f"{a.shape}{a.dtype.str}".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()[:16]
+
+
+# ---------------------------------------------------------------------- splitting
+def _resolve_count(size: float | int | None, n: int, name: str) -> int | None:
+    if size is None:
+        return None
+    if isinstance(size, bool) or not isinstance(size, int | float | np.integer | np.floating):
+        raise InvalidParameterError(f"The '{name}' parameter must be a float or int. Got {size!r}.")
+    if isinstance(size, float | np.floating):
+        if not 0.0 <= size < 1.0:
+            raise InvalidParameterError(
+                f"The '{name}' parameter must be a fraction in [0, 1) or a count. Got {size!r}."
+            )
+        return int(round(size * n))
+    if size < 0 or size > n:
+        raise InvalidParameterError(
+            f"The '{name}' parameter must be a count in [0, {n}]. Got {size!r}."
+        )
+    return int(size)
+
+
+def _split_indices(
+    y_strat: np.ndarray | None,
+    n: int,
+    train_size: float | int | None,
+    valid_size: float | int,
+    test_size: float | int,
+    random_state: int | None,
+) -> list[np.ndarray]:
+    """Indices of train, valid and test; stratified by ``y_strat`` if given."""
+    n_valid = _resolve_count(valid_size, n, "valid_size")
+    n_test = _resolve_count(test_size, n, "test_size")
+    n_train = _resolve_count(train_size, n, "train_size")
+    if n_train is None:
+        n_train = n - n_valid - n_test
+    if n_train < 1 or n_train + n_valid + n_test > n:
+        raise InvalidParameterError(
+            f"Split sizes train={n_train}, valid={n_valid}, test={n_test} do not fit in "
+            f"{n} rows; lower 'valid_size'/'test_size'/'train_size'."
+        )
+    rng = np.random.default_rng(random_state)
+    sizes = np.array([n_train, n_valid, n_test])
+    if y_strat is None:
+        perm = rng.permutation(n)
+        bounds = np.cumsum(sizes)
+        return [np.sort(perm[a:b]) for a, b in zip(np.r_[0, bounds[:-1]], bounds, strict=True)]
+    # Stratified: deal each class's shuffled rows into the three splits in proportion, with
+    # largest-remainder rounding so the split sizes are exactly the requested counts.
+    classes, counts = np.unique(y_strat, return_counts=True)
+    share = counts[:, None] * sizes[None, :] / n  # expected rows of each class in each split
+    alloc = np.floor(share).astype(int)
+    alloc = np.minimum(alloc, counts[:, None])
+    for j in range(3):
+        deficit = sizes[j] - alloc[:, j].sum()
+        order = np.argsort(-(share[:, j] - alloc[:, j]), kind="stable")
+        for c in order:
+            if deficit <= 0:
+                break
+            if alloc[c].sum() < counts[c]:
+                alloc[c, j] += 1
+                deficit -= 1
+    out: list[list[np.ndarray]] = [[], [], []]
+    for ci, c in enumerate(classes):
+        rows = rng.permutation(np.flatnonzero(y_strat == c))
+        start = 0
+        for j in range(3):
+            out[j].append(rows[start : start + alloc[ci, j]])
+            start += alloc[ci, j]
+    return [np.sort(np.concatenate(parts)) for parts in out]
+
+
+# ---------------------------------------------------------------------- built-in sets
+def _builtin_arrays(
+    name: str, n_samples: int | None, n_features: int | None, random_state: int | None
+) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    from sklearn import datasets as skd
+
+    if name in ("breast_cancer", "digits", "wine", "iris", "diabetes"):
+        bunch = getattr(skd, f"load_{name}")()
+        meta: dict[str, Any] = {"feature_names": [str(f) for f in bunch.feature_names]}
+        if name == "diabetes":
+            meta["task"] = "regression"
+        else:
+            meta["task"] = "classification"
+            meta["class_names"] = [str(c) for c in bunch.target_names]
+        if name == "digits":
+            meta["image_shape"] = (8, 8)
+        return bunch.data, bunch.target, meta
+    if name == "classification":
+        X, y = skd.make_classification(
+            n_samples=n_samples or 1000,
+            n_features=n_features or 20,
+            n_informative=max(2, (n_features or 20) // 2),
+            n_redundant=0,
+            random_state=random_state,
+        )
+        return X, y, {"task": "classification", "class_names": ["0", "1"]}
+    if name == "regression":
+        X, y = skd.make_regression(
+            n_samples=n_samples or 1000,
+            n_features=n_features or 20,
+            n_informative=max(1, (n_features or 20) // 2),
+            noise=10.0,
+            random_state=random_state,
+        )
+        return X, y, {"task": "regression"}
+    raise UnknownNameError(name)
+
+
+def _shared_data_dirs() -> list[Path]:
+    dirs = []
+    env = os.environ.get("DATAVALUE_DATA")
+    if env:
+        dirs.append(Path(env))
+    return dirs
+
+
+def load_dataset(
+    name: str | os.PathLike,
+    *,
+    noise_rate: float = 0.0,
+    noise_kind: str = "labels",
+    random_state: int | None = 0,
+    n_samples: int | None = None,
+    n_features: int | None = None,
+    train_size: float | int | None = None,
+    valid_size: float | int = 0.2,
+    test_size: float | int = 0.2,
+    standardize: bool = True,
+    target: str | None = None,
+) -> Dataset:
+    """Load a built-in data set or a file, split it, standardize it, and optionally corrupt it.
+
+    Parameters
+    ----------
+    name : str or path
+        One of :data:`BUILTIN_DATASETS` (scikit-learn's bundled ``breast_cancer``, ``digits``,
+        ``wine``, ``iris``, ``diabetes`` and the seeded synthetic ``classification`` and
+        ``regression``), a path to a ``.npz`` or ``.csv`` file, or the name of an ``.npz`` in the
+        folder named by the ``DATAVALUE_DATA`` environment variable.
+    noise_rate : float in [0, 1)
+        Fraction of training rows to corrupt (none by default).
+    noise_kind : {"labels", "features"}
+        Flip labels (:func:`corrupt_labels`) or add Gaussian noise (:func:`corrupt_features`).
+    random_state : int or None
+        Seed of the synthetic generator, the split, the subsample and the corruption.
+    n_samples : int or None
+        Rows to keep (a seeded random subsample for files and built-ins; the size of synthetic
+        sets). None keeps everything.
+    n_features : int or None
+        Features of the synthetic sets.
+    train_size, valid_size, test_size : float or int
+        See :meth:`Dataset.from_arrays`.
+    standardize : bool
+        Scale features with training-split statistics (default True: most models and KNN need
+        it; the raw values are recoverable with :meth:`Dataset.raw_features`).
+    target : str or None
+        Target column of a CSV file.
+    """
+    if not isinstance(noise_rate, int | float) or isinstance(noise_rate, bool) or not (
+        0.0 <= noise_rate < 1.0
+    ):
+        raise InvalidParameterError(
+            f"The 'noise_rate' parameter must be a float in [0, 1). Got {noise_rate!r} instead."
+        )
+    if noise_kind not in ("labels", "features"):
+        raise InvalidParameterError(
+            f"The 'noise_kind' parameter must be 'labels' or 'features'. Got {noise_kind!r}."
+        )
+    if n_samples is not None and (not isinstance(n_samples, int | np.integer) or n_samples < 3):
+        raise InvalidParameterError(
+            f"The 'n_samples' parameter must be an int >= 3 or None. Got {n_samples!r} instead."
+        )
+    split = dict(
+        train_size=train_size,
+        valid_size=valid_size,
+        test_size=test_size,
+        random_state=random_state,
+        standardize=standardize,
+    )
+    key = str(name)
+    path = Path(key)
+    if key in BUILTIN_DATASETS:
+        X, y, meta = _builtin_arrays(key, n_samples, n_features, random_state)
+        if n_samples is not None and key not in ("classification", "regression"):
+            X, y = _subsample(X, y, n_samples, random_state)
+        ds = Dataset.from_arrays(
+            X,
+            y,
+            task=meta["task"],
+            feature_names=meta.get("feature_names"),
+            class_names=meta.get("class_names"),
+            image_shape=meta.get("image_shape"),
+            name=key,
+            **split,
+        )
+    else:
+        if not path.suffix:
+            for d in _shared_data_dirs():
+                if (d / f"{key}.npz").is_file():
+                    path = d / f"{key}.npz"
+                    break
+        if path.suffix.lower() == ".npz" and path.is_file():
+            ds = Dataset.from_npz(path, **split) if n_samples is None else _npz_subsampled(
+                path, n_samples, split
+            )
+        elif path.suffix.lower() == ".csv" and path.is_file():
+            if target is None:
+                raise InvalidParameterError(
+                    "A CSV file needs the name of its target column: pass 'target' "
+                    "(--target on the command line)."
+                )
+            ds = Dataset.from_csv(path, target, **split)
+            if n_samples is not None:
+                raise InvalidParameterError("'n_samples' is not supported for CSV files yet.")
+        elif path.suffix and not path.exists():
+            raise InvalidParameterError(f"The data file {key!r} does not exist.")
+        else:
+            raise UnknownNameError(
+                f"Unknown data set {key!r}: use one of {', '.join(BUILTIN_DATASETS)}, or a path "
+                "to a .csv or .npz file."
+            )
+    if noise_rate > 0:
+        if noise_kind == "labels":
+            ds = corrupt_labels(ds, noise_rate, random_state=random_state)
+        else:
+            ds = corrupt_features(ds, noise_rate, random_state=random_state)
+    return ds
+
+
+def _subsample(X: np.ndarray, y: np.ndarray, n: int, random_state: int | None):
+    if n >= len(y):
+        return X, y
+    rng = np.random.default_rng(None if random_state is None else random_state + 7919)
+    idx = np.sort(rng.choice(len(y), size=n, replace=False))
+    return X[idx], y[idx]
+
+
+def _npz_subsampled(path: Path, n_samples: int, split: dict) -> Dataset:
+    with np.load(path, allow_pickle=False) as f:
+        X, y = f["X"], f["y"]
+        names = [str(n) for n in f["feature_names"]] if "feature_names" in f else None
+    X, y = _subsample(X, y, n_samples, split["random_state"])
+    meta = json.loads(path.with_suffix(".json").read_text()) if path.with_suffix(
+        ".json"
+    ).is_file() else {}
+    task = meta.get("task")
+    task = None if task is None else ("regression" if "regress" in str(task) else "classification")
+    class_names = meta.get("classes") if task == "classification" else None
+    return Dataset.from_arrays(
+        X, y, task=task, feature_names=names, class_names=class_names, name=path.stem, **split
+    )
+
+
+# ---------------------------------------------------------------------- corruption
+def _check_rate(rate: Any, name: str = "rate") -> float:
+    if isinstance(rate, bool) or not isinstance(rate, int | float | np.floating) or not (
+        0.0 <= float(rate) <= 1.0
+    ):
+        raise InvalidParameterError(
+            f"The '{name}' parameter must be a float in [0, 1]. Got {rate!r} instead."
+        )
+    return float(rate)
+
+
+def corrupt_labels(
+    dataset: Dataset, rate: float = 0.1, *, random_state: int | None = 0, scale: float = 1.0
+) -> Dataset:
+    """Corrupt the labels of a fraction of the training split.
+
+    Classification: each chosen row's label is replaced by a *different* class drawn uniformly
+    (the protocol of Ghorbani & Zou 2019 and OpenDataVal). Regression: the chosen targets get
+    Gaussian noise with standard deviation ``scale * std(y_train)``.
+
+    Validation and test splits are never touched. Returns a new :class:`Dataset` whose
+    ``noisy_indices`` is the union of the old record and the rows corrupted here.
+    """
+    rate = _check_rate(rate)
+    if not isinstance(dataset, Dataset):
+        raise InvalidParameterError(
+            f"The 'dataset' parameter must be a Dataset. Got {type(dataset).__name__}."
+        )
+    n = dataset.n_train
+    k = int(round(rate * n))
+    rng = np.random.default_rng(random_state)
+    idx = np.sort(rng.choice(n, size=k, replace=False))
+    y = np.array(dataset.y_train, copy=True)
+    if dataset.task == "classification":
+        n_classes = dataset.n_classes or int(y.max()) + 1
+        if n_classes < 2:
+            raise InvalidDataError("Label flipping needs at least two classes.")
+        # Adding an offset in 1..K-1 modulo K draws uniformly among the *other* classes.
+        offset = rng.integers(1, n_classes, size=k)
+        y[idx] = (y[idx] + offset) % n_classes
+    else:
+        y[idx] = y[idx] + rng.normal(0.0, scale * float(np.std(dataset.y_train)), size=k)
+    noisy = np.union1d(dataset.noisy_indices, idx)
+    return replace(dataset, y_train=y, noisy_indices=noisy)
+
+
+def corrupt_features(
+    dataset: Dataset, rate: float = 0.1, *, scale: float = 1.0, random_state: int | None = 0
+) -> Dataset:
+    """Add Gaussian noise (standard deviation ``scale`` times each feature's training standard
+    deviation) to the features of a fraction of the training rows. Returns a new Dataset with
+    those rows added to ``noisy_indices``."""
+    rate = _check_rate(rate)
+    if not isinstance(scale, int | float) or scale <= 0:
+        raise InvalidParameterError(f"The 'scale' parameter must be positive. Got {scale!r}.")
+    n = dataset.n_train
+    k = int(round(rate * n))
+    rng = np.random.default_rng(random_state)
+    idx = np.sort(rng.choice(n, size=k, replace=False))
+    x = np.array(dataset.x_train, copy=True)
+    std = x.std(axis=0)
+    x[idx] += rng.normal(size=(k, x.shape[1])) * (scale * np.where(std > 0, std, 1.0))
+    noisy = np.union1d(dataset.noisy_indices, idx)
+    return replace(dataset, x_train=x, noisy_indices=noisy)
+

@@ -1,0 +1,317 @@
+"""Utility: the score of a model trained on a subset of the training data.
+
+``Utility(model, x_train, y_train, x_valid, y_valid, metric)`` is the function
+v(S) = metric(y_valid, clone(model).fit(x_train[S], y_train[S]).predict(x_valid)) that every
+retraining-based method (leave-one-out, Data Shapley and its relatives) values points with.
+
+It is defined everywhere a Monte Carlo method walks:
+
+- on the empty set, and on subsets with a single class (where most classifiers refuse to fit),
+  the score is that of the best constant prediction: the only class present (with probability 1),
+  or, for the empty set, the majority class / class frequencies / mean target of the full training
+  set (the prior the model would fall back to with no data);
+- a model that raises inside ``fit`` raises by default; with ``catch_errors=True`` it scores
+  ``default_score`` and the failure is counted in ``n_failures``.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+from sklearn.base import clone
+
+from ._validation import check_estimator_like, check_xy, infer_task
+from .exceptions import InvalidDataError, InvalidParameterError, UnknownNameError
+
+__all__ = ["Utility", "METRICS", "resolve_metric"]
+
+_CLASSIFICATION_METRICS = ("accuracy", "f1", "roc_auc", "neg_log_loss")
+_REGRESSION_METRICS = ("r2", "neg_mse")
+#: Names accepted as ``metric``.
+METRICS: tuple[str, ...] = _CLASSIFICATION_METRICS + _REGRESSION_METRICS
+
+_EPS = 1e-15
+
+
+def _accuracy(y: np.ndarray, pred: np.ndarray) -> float:
+    return float(np.mean(y == pred))
+
+
+def _f1(y: np.ndarray, pred: np.ndarray) -> float:
+    from sklearn.metrics import f1_score
+
+    average = "binary" if max(y.max(initial=0), pred.max(initial=0)) <= 1 else "macro"
+    return float(f1_score(y, pred, average=average, zero_division=0.0))
+
+
+def _roc_auc(y: np.ndarray, proba: np.ndarray) -> float:
+    from sklearn.metrics import roc_auc_score
+
+    if len(np.unique(y)) < 2:
+        return 0.5
+    if proba.shape[1] == 2:
+        return float(roc_auc_score(y, proba[:, 1]))
+    present = np.unique(y)
+    p = proba[:, present]
+    p = p / np.clip(p.sum(axis=1, keepdims=True), _EPS, None)
+    yy = np.searchsorted(present, y)
+    return float(roc_auc_score(yy, p, multi_class="ovr")) if len(present) > 2 else float(
+        roc_auc_score(yy, p[:, 1])
+    )
+
+
+def _neg_log_loss(y: np.ndarray, proba: np.ndarray) -> float:
+    p = np.clip(proba[np.arange(len(y)), y], _EPS, 1.0)
+    return float(np.mean(np.log(p)))
+
+
+def _r2(y: np.ndarray, pred: np.ndarray) -> float:
+    ss_res = float(np.sum((y - pred) ** 2))
+    ss_tot = float(np.sum((y - y.mean()) ** 2))
+    return 1.0 - ss_res / ss_tot if ss_tot > 0 else (1.0 if ss_res == 0 else 0.0)
+
+
+def _neg_mse(y: np.ndarray, pred: np.ndarray) -> float:
+    return -float(np.mean((y - pred) ** 2))
+
+
+# name -> (function, what it consumes: "label" | "proba" | "value", task)
+_METRIC_TABLE: dict[str, tuple[Callable, str, str]] = {
+    "accuracy": (_accuracy, "label", "classification"),
+    "f1": (_f1, "label", "classification"),
+    "roc_auc": (_roc_auc, "proba", "classification"),
+    "neg_log_loss": (_neg_log_loss, "proba", "classification"),
+    "r2": (_r2, "value", "regression"),
+    "neg_mse": (_neg_mse, "value", "regression"),
+}
+
+
+def resolve_metric(metric: str | Callable, task: str) -> tuple[Callable, str]:
+    """Return ``(function, kind)`` for a metric name or callable.
+
+    A callable is called as ``metric(y_true, y_pred)`` with predicted labels (classification) or
+    values (regression); higher must be better.
+    """
+    if callable(metric):
+        return metric, "label" if task == "classification" else "value"
+    if not isinstance(metric, str) or metric not in _METRIC_TABLE:
+        raise UnknownNameError(
+            f"Unknown metric {metric!r} given as 'metric': use one of {', '.join(METRICS)} or a "
+            "callable metric(y_true, y_pred) where higher is better."
+        )
+    fn, kind, metric_task = _METRIC_TABLE[metric]
+    if metric_task != task:
+        raise InvalidParameterError(
+            f"The metric {metric!r} is for {metric_task}, but the task is {task}; use one of "
+            f"{', '.join(_CLASSIFICATION_METRICS if task == 'classification' else _REGRESSION_METRICS)}."
+        )
+    return fn, kind
+
+
+def default_metric(task: str) -> str:
+    return "accuracy" if task == "classification" else "r2"
+
+
+class Utility:
+    """Score of ``model`` trained on a subset of the training data, on the validation data.
+
+    Parameters
+    ----------
+    model : estimator
+        Any scikit-learn compatible classifier or regressor; it is cloned for every call and
+        never modified.
+    x_train, y_train, x_valid, y_valid : array-like
+        Training and validation data. Classification labels may be any values; they are encoded
+        as ``0..K-1`` over the union of the training and validation labels.
+    metric : str or callable
+        One of :data:`METRICS` or ``metric(y_true, y_pred) -> float`` (higher = better).
+    task : {"classification", "regression"} or None
+        Inferred from ``y_train`` if None.
+    catch_errors : bool
+        If True, a model that fails to fit scores ``default_score`` instead of raising.
+    default_score : float
+        Score of a failed fit when ``catch_errors`` is True.
+    cache_size : int
+        Number of recent subsets whose scores are remembered (0 = no cache). Monte Carlo walks
+        revisit subsets rarely, so the cache is off by default.
+
+    Notes
+    -----
+    Inputs are validated once, here; calls do no checking (a Monte Carlo run calls the utility
+    10^4-10^6 times).
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        x_train: Any,
+        y_train: Any,
+        x_valid: Any,
+        y_valid: Any,
+        metric: str | Callable = "accuracy",
+        *,
+        task: str | None = None,
+        catch_errors: bool = False,
+        default_score: float = 0.0,
+        cache_size: int = 0,
+    ) -> None:
+        check_estimator_like(model, "model")
+        xt, yt = check_xy(x_train, y_train, x_name="x_train", y_name="y_train")
+        xv, yv = check_xy(x_valid, y_valid, x_name="x_valid", y_name="y_valid")
+        if xt.shape[1] != xv.shape[1]:
+            raise InvalidDataError(
+                f"'x_valid' has {xv.shape[1]} features but 'x_train' has {xt.shape[1]}."
+            )
+        task = task or infer_task(yt)
+        if task not in ("classification", "regression"):
+            raise InvalidParameterError(
+                f"The 'task' parameter must be 'classification' or 'regression'. Got {task!r}."
+            )
+        self.task = task
+        self.model = model
+        self.x_train, self.x_valid = xt, xv
+        if task == "classification":
+            self.classes_, codes = np.unique(np.concatenate([yt, yv]), return_inverse=True)
+            self.y_train = codes[: len(yt)].astype(np.int64)
+            self.y_valid = codes[len(yt) :].astype(np.int64)
+            if len(np.unique(self.y_train)) < 2:
+                raise InvalidDataError(
+                    "'y_train' contains only one class; a classification utility needs at "
+                    "least two."
+                )
+        else:
+            self.classes_ = None
+            self.y_train = yt.astype(np.float64)
+            self.y_valid = yv.astype(np.float64)
+        self.metric = metric
+        self._score_fn, self._kind = resolve_metric(metric, task)
+        if self._kind == "proba" and not (
+            hasattr(model, "predict_proba") or hasattr(model, "decision_function")
+        ):
+            raise InvalidParameterError(
+                f"The metric {metric!r} needs predicted probabilities, but "
+                f"{type(model).__name__} has neither predict_proba nor decision_function."
+            )
+        self.catch_errors = bool(catch_errors)
+        self.default_score = float(default_score)
+        self.cache_size = int(cache_size)
+        self._cache: OrderedDict[bytes, float] = OrderedDict()
+        self.n_calls = 0
+        self.n_fits = 0
+        self.n_failures = 0
+        self.n_cache_hits = 0
+        self._empty_score: float | None = None
+
+    # ------------------------------------------------------------------ public
+    @property
+    def n_train(self) -> int:
+        return int(self.x_train.shape[0])
+
+    @property
+    def n_classes(self) -> int:
+        return 0 if self.classes_ is None else len(self.classes_)
+
+    def __call__(self, indices: Sequence[int] | np.ndarray) -> float:
+        """Score of the model trained on ``x_train[indices]``."""
+        idx = np.asarray(indices, dtype=np.intp)
+        self.n_calls += 1
+        if self.cache_size:
+            key = np.sort(idx).tobytes()
+            hit = self._cache.get(key)
+            if hit is not None:
+                self._cache.move_to_end(key)
+                self.n_cache_hits += 1
+                return hit
+            score = self._score_subset(idx)
+            self._cache[key] = score
+            if len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
+            return score
+        return self._score_subset(idx)
+
+    def full_score(self) -> float:
+        """v(N): the score on the whole training set."""
+        return self(np.arange(self.n_train))
+
+    def empty_score(self) -> float:
+        """v(∅): the score of the prior constant prediction."""
+        if self._empty_score is None:
+            self._empty_score = self._constant_score(None)
+        return self._empty_score
+
+    def fit_model(self, indices: Sequence[int] | np.ndarray) -> Any:
+        """A fresh clone of the model fitted on ``x_train[indices]`` (raises on one class)."""
+        idx = np.asarray(indices, dtype=np.intp)
+        model = clone(self.model)
+        model.fit(self.x_train[idx], self.y_train[idx])
+        return model
+
+    def score_model(self, model: Any, x: np.ndarray | None = None, y: np.ndarray | None = None) -> float:
+        """Score a fitted model on the validation data (or on ``x``, ``y`` if given)."""
+        x = self.x_valid if x is None else x
+        y = self.y_valid if y is None else y
+        return self._score_fn(y, self._predict(model, x))
+
+    # ------------------------------------------------------------------ internals
+    def _score_subset(self, idx: np.ndarray) -> float:
+        if idx.size == 0:
+            return self.empty_score()
+        if self.task == "classification":
+            labels = self.y_train[idx]
+            first = labels[0]
+            if np.all(labels == first):
+                return self._constant_score(int(first))
+        try:
+            model = clone(self.model)
+            model.fit(self.x_train[idx], self.y_train[idx])
+            self.n_fits += 1
+            return self._score_fn(self.y_valid, self._predict(model, self.x_valid))
+        except Exception:
+            if not self.catch_errors:
+                raise
+            self.n_failures += 1
+            return self.default_score
+
+    def _predict(self, model: Any, x: np.ndarray) -> np.ndarray:
+        if self._kind == "label" or self._kind == "value":
+            return np.asarray(model.predict(x))
+        # Probabilities over *all* classes: a model fitted on a subset knows only some of them.
+        k = self.n_classes
+        if hasattr(model, "predict_proba"):
+            p = np.asarray(model.predict_proba(x))
+        else:
+            d = np.asarray(model.decision_function(x))
+            if d.ndim == 1:
+                d = np.column_stack([-d, d])
+            e = np.exp(d - d.max(axis=1, keepdims=True))
+            p = e / e.sum(axis=1, keepdims=True)
+        cols = np.asarray(model.classes_, dtype=np.int64)
+        if p.shape[1] == k and np.array_equal(cols, np.arange(k)):
+            return p
+        full = np.zeros((x.shape[0], k))
+        full[:, cols] = p
+        return full
+
+    def _constant_score(self, label: int | None) -> float:
+        """Score of a constant prediction: ``label`` with certainty, or the training prior."""
+        n_valid = self.x_valid.shape[0]
+        if self.task == "regression":
+            return self._score_fn(self.y_valid, np.full(n_valid, float(self.y_train.mean())))
+        if label is None:
+            freq = np.bincount(self.y_train, minlength=self.n_classes) / self.n_train
+            label = int(np.argmax(freq))
+        else:
+            freq = np.zeros(self.n_classes)
+            freq[label] = 1.0
+        if self._kind == "label":
+            return self._score_fn(self.y_valid, np.full(n_valid, label, dtype=np.int64))
+        return self._score_fn(self.y_valid, np.tile(freq, (n_valid, 1)))
+
+    def __repr__(self) -> str:
+        return (
+            f"Utility(model={self.model!r}, metric={self.metric!r}, n_train={self.n_train}, "
+            f"n_valid={self.x_valid.shape[0]})"
+        )

@@ -1,0 +1,48 @@
+"""Valuation methods: one number per training example, higher = more helpful.
+
+``METHODS`` maps the name used on the command line and in ``ValuationResult.method`` to the
+class. It is the one registry: the CLI, ``compare`` and the report find methods here.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+from ..exceptions import UnknownNameError
+from .base import Valuator
+from .data_oob import DataOOB
+from .knn_shapley import KNNShapley
+from .loo import LOO, RandomValuation
+
+__all__ = [
+    "METHODS",
+    "Valuator",
+    "DataOOB",
+    "KNNShapley",
+    "LOO",
+    "RandomValuation",
+    "make_valuator",
+]
+
+METHODS: dict[str, type[Valuator]] = {
+    "data-oob": DataOOB,
+    "knn-shapley": KNNShapley,
+    "loo": LOO,
+    "random": RandomValuation,
+}
+
+
+def make_valuator(name: str, **params: Any) -> Valuator:
+    """Instantiate the method ``name`` with those of ``params`` it accepts.
+
+    Parameters the method does not have (e.g. ``model`` for Data-OOB, ``random_state`` for the
+    exact methods) are ignored, so one set of options can configure every method.
+    """
+    if not isinstance(name, str) or name not in METHODS:
+        raise UnknownNameError(
+            f"Unknown method {name!r} given as 'method': use one of {', '.join(METHODS)}."
+        )
+    cls = METHODS[name]
+    accepted = set(inspect.signature(cls.__init__).parameters) - {"self"}
+    return cls(**{k: v for k, v in params.items() if k in accepted and v is not None})

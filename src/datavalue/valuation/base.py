@@ -1,0 +1,152 @@
+"""The contract every valuation method follows (scikit-learn's estimator contract).
+
+``__init__`` stores its keyword arguments and nothing else; ``fit`` validates parameters and data
+once, does the work, sets ``values_`` (float64, one per training example, higher = more helpful)
+and ``result_`` (:class:`~datavalue.ValuationResult`), and returns ``self``.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, ClassVar
+
+import numpy as np
+from sklearn.base import BaseEstimator
+
+from .._validation import check_estimator_like, check_xy, infer_task, validate_params
+from ..data import fingerprint_arrays
+from ..exceptions import InvalidDataError, InvalidParameterError
+from ..result import ValuationResult
+
+__all__ = ["Valuator", "FitData", "default_model"]
+
+
+class FitData:
+    """Validated training (and validation) arrays, with class labels encoded as 0..K-1 over the
+    union of both splits."""
+
+    def __init__(
+        self,
+        x_train: np.ndarray,
+        y_train: np.ndarray,
+        x_valid: np.ndarray | None,
+        y_valid: np.ndarray | None,
+        task: str,
+        classes: np.ndarray | None,
+    ) -> None:
+        self.x_train, self.y_train = x_train, y_train
+        self.x_valid, self.y_valid = x_valid, y_valid
+        self.task = task
+        self.classes = classes
+        self.fingerprint = fingerprint_arrays(x_train, y_train)
+
+    @property
+    def n_train(self) -> int:
+        return int(self.x_train.shape[0])
+
+    @property
+    def n_classes(self) -> int:
+        return 0 if self.classes is None else len(self.classes)
+
+
+def default_model(task: str) -> Any:
+    """Logistic regression for classification, ridge regression for regression."""
+    from sklearn.linear_model import LogisticRegression, Ridge
+
+    return LogisticRegression(max_iter=1000) if task == "classification" else Ridge()
+
+
+class Valuator(BaseEstimator):
+    """Base class of valuation methods.
+
+    Subclasses set ``method_name`` (the key in ``datavalue.METHODS``),
+    ``_parameter_constraints`` and implement ``fit``.
+    """
+
+    method_name: ClassVar[str] = "valuator"
+    _parameter_constraints: ClassVar[dict[str, list]] = {}
+
+    # ------------------------------------------------------------------ helpers for fit
+    def _validate_params(self) -> None:
+        validate_params(type(self).__name__, self.get_params(deep=False), self._parameter_constraints)
+
+    def _check_data(
+        self,
+        x_train: Any,
+        y_train: Any,
+        x_valid: Any = None,
+        y_valid: Any = None,
+        *,
+        need_valid: bool = True,
+        task: str | None = None,
+    ) -> FitData:
+        """Validate arrays once at the boundary; encode labels for classification."""
+        xt, yt = check_xy(x_train, y_train, x_name="x_train", y_name="y_train")
+        task = task or getattr(self, "task", None) or infer_task(yt)
+        if task not in ("classification", "regression"):
+            raise InvalidParameterError(
+                f"The 'task' parameter must be 'classification' or 'regression'. Got {task!r}."
+            )
+        if (x_valid is None) != (y_valid is None):
+            raise InvalidDataError("Pass both 'x_valid' and 'y_valid', or neither.")
+        if x_valid is None:
+            if need_valid:
+                raise InvalidDataError(
+                    f"{type(self).__name__} needs validation data: call "
+                    "fit(x_train, y_train, x_valid, y_valid)."
+                )
+            xv = yv = None
+        else:
+            xv, yv = check_xy(x_valid, y_valid, x_name="x_valid", y_name="y_valid")
+            if xv.shape[1] != xt.shape[1]:
+                raise InvalidDataError(
+                    f"'x_valid' has {xv.shape[1]} features but 'x_train' has {xt.shape[1]}."
+                )
+        classes = None
+        if task == "classification":
+            ys = yt if yv is None else np.concatenate([yt, yv])
+            classes, codes = np.unique(ys, return_inverse=True)
+            codes = codes.astype(np.int64)
+            yt = codes[: len(yt)]
+            yv = None if yv is None else codes[len(yt) :]
+            if len(np.unique(yt)) < 2:
+                raise InvalidDataError(
+                    f"'y_train' contains only one class ({classes[yt[0]]!r}); valuing "
+                    "classification data needs at least two classes."
+                )
+        else:
+            yt = yt.astype(np.float64)
+            yv = None if yv is None else yv.astype(np.float64)
+        return FitData(xt, yt, xv, yv, task, classes)
+
+    @staticmethod
+    def _check_model(model: Any, name: str = "model") -> None:
+        check_estimator_like(model, name)
+
+    def _make_result(
+        self,
+        values: np.ndarray,
+        data: FitData,
+        start_time: float,
+        *,
+        stderr: np.ndarray | None = None,
+        counts: np.ndarray | None = None,
+        status: str = "completed",
+        extra: dict[str, Any] | None = None,
+    ) -> ValuationResult:
+        """Store ``values_`` and ``result_`` on self and return the result."""
+        values = np.asarray(values, dtype=np.float64)
+        self.values_ = values
+        self.result_ = ValuationResult(
+            values=values,
+            stderr=np.zeros_like(values) if stderr is None else stderr,
+            counts=counts,
+            method=self.method_name,
+            params=self.get_params(deep=False),
+            seed=getattr(self, "random_state", None),
+            data_fingerprint=data.fingerprint,
+            wall_time=time.perf_counter() - start_time,
+            status=status,
+            extra=extra or {},
+        )
+        return self.result_

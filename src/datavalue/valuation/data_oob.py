@@ -1,0 +1,5 @@
+from .base import Valuator
+
+
+class DataOOB(Valuator):  # placeholder, being implemented
+    method_name = "data_oob"
