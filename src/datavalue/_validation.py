@@ -25,7 +25,12 @@ __all__ = [
     "check_xy",
     "check_estimator_like",
     "infer_task",
+    "N_JOBS",
 ]
+
+#: The constraint of every ``n_jobs`` parameter: joblib's convention (None, -1 = all cores,
+#: positive counts; 0 is meaningless).
+N_JOBS: list = []
 
 
 @dataclass(frozen=True)
@@ -81,6 +86,9 @@ class Options:
         return "one of " + ", ".join(repr(v) for v in sorted(self.values, key=str))
 
 
+N_JOBS.extend([None, Interval(int, 1, None), Interval(int, None, -1)])
+
+
 def _accepts(constraint: Any, value: Any) -> bool:
     if constraint is None:
         return value is None
@@ -126,7 +134,9 @@ def validate_params(owner: str, params: dict[str, Any], constraints: dict[str, l
         value = params[name]
         if not any(_accepts(c, value) for c in allowed):
             must = " or ".join(_describe(c) for c in allowed)
-            raise InvalidParameterError(
+            # A wrong model is a model error (TypeError), whatever else the parameter allows.
+            error = InvalidModelError if "estimator" in allowed else InvalidParameterError
+            raise error(
                 f"The '{name}' parameter of {owner} must be {must}. Got {value!r} instead."
             )
 

@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from .._validation import Interval, Options
+from .._validation import N_JOBS, Options
 from ..parallel import parallel_map
 from ..utility import METRICS, Utility, default_metric
 from .base import Valuator, default_model
@@ -53,7 +53,7 @@ class LOO(Valuator):
     _parameter_constraints: ClassVar[dict[str, list]] = {
         "model": ["estimator", None],
         "metric": [Options(METRICS), "callable", None],
-        "n_jobs": [Interval(int, None, None), None],
+        "n_jobs": N_JOBS,
         "catch_errors": ["boolean"],
         "progress": ["boolean", None],
     }
@@ -73,7 +73,7 @@ class LOO(Valuator):
         self.catch_errors = catch_errors
         self.progress = progress
 
-    def fit(self, x_train: Any, y_train: Any, x_valid: Any, y_valid: Any) -> LOO:
+    def fit(self, x_train: Any, y_train: Any, x_valid: Any = None, y_valid: Any = None) -> LOO:
         start = time.perf_counter()
         self._validate_params()
         data = self._check_data(x_train, y_train, x_valid, y_valid)

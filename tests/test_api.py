@@ -1,0 +1,98 @@
+"""The public API: names, the method registry, and the estimator contract of every method."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import inspect
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+
+import datavalue as dv
+from datavalue.exceptions import InvalidParameterError, UnknownNameError
+
+
+def test_all_is_the_public_api():
+    assert sorted(dv.__all__) == sorted(set(dv.__all__))
+    for name in dv.__all__:
+        assert hasattr(dv, name), name
+    assert dv.__version__ == importlib.metadata.version("datavalue")
+
+
+def test_registry_names_match_classes():
+    for name, cls in dv.METHODS.items():
+        assert cls.method_name == name
+        assert issubclass(cls, dv.Valuator)
+
+
+def test_make_valuator_filters_params_and_rejects_unknown_names():
+    v = dv.make_valuator("random", random_state=5, model="ignored", n_jobs=2)
+    assert isinstance(v, dv.RandomValuation) and v.random_state == 5
+    with pytest.raises(UnknownNameError, match="data-oob"):
+        dv.make_valuator("shapley?")
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return dv.load_dataset("iris", random_state=0)
+
+
+@pytest.mark.parametrize("name", list(dv.METHODS))
+def test_estimator_contract(name, tiny):
+    cls = dv.METHODS[name]
+    sig = inspect.signature(cls.__init__)
+    est = dv.make_valuator(name)
+    # __init__ stores its parameters unchanged; clone works (sklearn contract).
+    params = est.get_params(deep=False)
+    assert set(params) == set(sig.parameters) - {"self"}
+    clone(est)
+    assert not any(k.endswith("_") for k in vars(est))
+    if "n_estimators" in params:
+        est.set_params(n_estimators=20)
+    out = est.fit(tiny.x_train, tiny.y_train, tiny.x_valid, tiny.y_valid)
+    assert out is est
+    assert est.values_.shape == (tiny.n_train,) and est.values_.dtype == np.float64
+    assert isinstance(est.result_, dv.ValuationResult)
+    assert est.result_.method == name
+    assert est.result_.data_fingerprint
+    # fit is idempotent for a fixed seed
+    again = clone(est).fit(tiny.x_train, tiny.y_train, tiny.x_valid, tiny.y_valid)
+    np.testing.assert_array_equal(again.values_, est.values_)
+
+
+@pytest.mark.parametrize("name", list(dv.METHODS))
+def test_invalid_params_raise_naming_the_parameter(name, tiny):
+    est = dv.make_valuator(name)
+    for key in est.get_params(deep=False):
+        if key in ("n_jobs", "n_estimators", "n_neighbors", "random_state"):
+            bad = est.set_params(**{key: 0 if key == "n_jobs" else -7})
+            with pytest.raises(InvalidParameterError, match=f"'{key}'"):
+                bad.fit(tiny.x_train, tiny.y_train, tiny.x_valid, tiny.y_valid)
+            est = dv.make_valuator(name)
+
+
+def _bad_data_cases(ds):
+    xt, yt, xv, yv = ds.x_train, ds.y_train, ds.x_valid, ds.y_valid
+    nan_x = xt.copy()
+    nan_x[3, 1] = np.nan
+    inf_x = xt.copy()
+    inf_x[0, 0] = np.inf
+    return [
+        ((nan_x, yt, xv, yv), "x_train.*NaN"),
+        ((inf_x, yt, xv, yv), "x_train.*infinite"),
+        ((xt[:, 0], yt, xv, yv), "x_train.*2-D"),
+        ((xt, yt[:-1], xv, yv), "y_train.*same length"),
+        ((xt, np.zeros_like(yt), xv, yv), "y_train.*one class"),
+        ((xt, yt, xv[:, :2], yv), "x_valid.*features"),
+        ((xt, yt, xv, yv[:-2]), "y_valid.*same length"),
+    ]
+
+
+@pytest.mark.parametrize("name", list(dv.METHODS))
+def test_bad_data_raises_naming_the_argument(name, tiny):
+    from datavalue.exceptions import InvalidDataError
+
+    for args, match in _bad_data_cases(tiny):
+        with pytest.raises(InvalidDataError, match=match):
+            dv.make_valuator(name).fit(*args)
