@@ -11,13 +11,14 @@ The user's ``joblib.parallel_config(...)`` context (backend, n_jobs) is honoured
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+import contextlib
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
 import numpy as np
-from joblib import Parallel, delayed
+from joblib import Parallel, delayed, parallel_config
 
-__all__ = ["spawn_seeds", "parallel_map", "progress_bar", "effective_n_jobs"]
+__all__ = ["spawn_seeds", "parallel_map", "progress_bar", "effective_n_jobs", "joblib_backend"]
 
 T = TypeVar("T")
 
@@ -75,3 +76,36 @@ def parallel_map(
             out.append(r)
             bar.update(1)
     return out
+
+
+@contextlib.contextmanager
+def joblib_backend(backend: str | None, ray_address: str | None = None) -> Iterator[None]:
+    """Run the enclosed joblib calls on ``backend`` (None: joblib's default or the user's
+    ``parallel_config``).
+
+    ``"ray"`` uses Ray's joblib backend (the ``ray`` extra): it connects to the cluster at
+    ``ray_address`` (e.g. ``"127.0.0.1:6379"`` for a cluster started with ``ray start --head``;
+    None starts or joins a local one) unless Ray is already initialised in this process.
+    """
+    if backend is None:
+        yield
+        return
+    if backend != "ray":
+        with parallel_config(backend=backend):
+            yield
+        return
+    try:
+        import ray
+        from ray.util.joblib import register_ray
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        from .exceptions import InvalidParameterError
+
+        raise InvalidParameterError(
+            "backend='ray' needs Ray: pip install 'datavalue[ray]'."
+        ) from exc
+    if not ray.is_initialized():
+        ray.init(address=ray_address, include_dashboard=False, log_to_driver=False,
+                 configure_logging=False)
+    register_ray()
+    with parallel_config(backend="ray"):
+        yield

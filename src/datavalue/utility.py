@@ -137,6 +137,11 @@ class Utility:
     cache_size : int
         Number of recent subsets whose scores are remembered (0 = no cache). Monte Carlo walks
         revisit subsets rarely, so the cache is off by default.
+    warm_start : bool
+        For estimators with a ``warm_start`` parameter (LogisticRegression, SGD, MLP, ...): keep
+        one model between calls and start each fit from the previous solution, until
+        :meth:`reset_warm_start`. Permutation walks fit nested subsets, so this saves most of
+        the solver's iterations; scores then depend on the solver's tolerance along the path.
 
     Notes
     -----
@@ -157,6 +162,7 @@ class Utility:
         catch_errors: bool = False,
         default_score: float = 0.0,
         cache_size: int = 0,
+        warm_start: bool = False,
     ) -> None:
         check_estimator_like(model, "model")
         xt, yt = check_xy(x_train, y_train, x_name="x_train", y_name="y_train")
@@ -204,11 +210,24 @@ class Utility:
         self.n_failures = 0
         self.n_cache_hits = 0
         self._empty_score: float | None = None
+        self.warm_start = bool(warm_start) and "warm_start" in getattr(
+            model, "get_params", dict
+        )()
+        self._warm_model: Any = None
 
     # ------------------------------------------------------------------ public
     @property
     def n_train(self) -> int:
         return int(self.x_train.shape[0])
+
+    @property
+    def n_players(self) -> int:
+        """The players of the game v are the training points."""
+        return self.n_train
+
+    def reset_warm_start(self) -> None:
+        """Forget the warm-start model: the next fit starts from scratch."""
+        self._warm_model = None
 
     @property
     def n_classes(self) -> int:
@@ -265,7 +284,12 @@ class Utility:
             if np.all(labels == first):
                 return self._constant_score(int(first))
         try:
-            model = clone(self.model)
+            if self.warm_start:
+                if self._warm_model is None:
+                    self._warm_model = clone(self.model).set_params(warm_start=True)
+                model = self._warm_model
+            else:
+                model = clone(self.model)
             model.fit(self.x_train[idx], self.y_train[idx])
             self.n_fits += 1
             return self._score_fn(self.y_valid, self._predict(model, self.x_valid))
