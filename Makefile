@@ -21,8 +21,9 @@ install: $(BIN)/datavalue
 demo: install
 	$(BIN)/datavalue demo --out results/demo
 
+# Two test workers on two cores, one BLAS/OpenMP thread each: more threads only contend.
 test: install
-	$(BIN)/python -m pytest -n 2 --timeout 900
+	OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 --timeout 900
 
 bench: install
 	$(BIN)/python benchmarks/run.py

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from .._validation import N_JOBS, Options
 from ..parallel import parallel_map
@@ -23,7 +24,8 @@ __all__ = ["LOO", "RandomValuation"]
 def _loo_block(utility: Utility, indices: np.ndarray) -> np.ndarray:
     """Scores of the model without each point in ``indices`` (one block of tasks)."""
     everyone = np.arange(utility.n_train)
-    return np.array([utility(np.delete(everyone, i)) for i in indices])
+    with threadpool_limits(limits=1, user_api="blas"):  # many small fits: threads only contend
+        return np.array([utility(np.delete(everyone, i)) for i in indices])
 
 
 class LOO(Valuator):

@@ -26,6 +26,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 from joblib import Parallel, delayed
+from threadpoolctl import threadpool_limits
 
 from .._validation import N_JOBS, Interval, Options
 from ..checkpoint import load_checkpoint, save_checkpoint
@@ -200,7 +201,8 @@ def run_semivalue(
             entropy = int(header["entropy"])
             n_samples, n_updates = int(header["n_samples"]), int(header["n_updates"])
             n_truncated, elapsed_before = int(header["n_truncated"]), float(header["elapsed"])
-            stopping.load_state_dict(header["stopping"])
+            if header.get("stopping_rule") == str(stopping):
+                stopping.load_state_dict(header["stopping"])
 
     def save() -> None:
         if checkpoint is None:
@@ -215,6 +217,7 @@ def run_semivalue(
                 "n_updates": n_updates,
                 "n_truncated": n_truncated,
                 "elapsed": elapsed_before + time.perf_counter() - start,
+                "stopping_rule": str(stopping),
                 "stopping": jsonable(stopping.state_dict()),
             },
             estimates.arrays(),
@@ -238,8 +241,13 @@ def run_semivalue(
         parallel_kwargs["n_jobs"] = n_jobs
     stopped = n_samples > 0 and stopping(current())
     try:
+        # One BLAS thread in this process (joblib already limits its workers): utility calls
+        # fit small models, where threads cost more than they bring (measured: a
+        # LogisticRegression fit on 8 points took 6 ms single-threaded and 190 ms with default
+        # threading on a loaded 2-core machine).
         with joblib_backend(backend, ray_address), Parallel(**parallel_kwargs) as parallel, \
-                progress_bar(100, desc, progress, unit="%") as bar:
+                progress_bar(100, desc, progress, unit="%") as bar, \
+                threadpool_limits(limits=1, user_api="blas"):
             while not stopped:
                 seeds = [sample_seed(entropy, k) for k in range(n_samples, n_samples + round_size)]
                 blocks = [seeds[i : i + per_task] for i in range(0, round_size, per_task)]
@@ -305,8 +313,11 @@ _COMMON_CONSTRAINTS: dict[str, list] = {
 
 # Parameters that change how a run executes but not what it computes: excluded from the
 # checkpoint's configuration fingerprint, so a run may resume with more workers or on Ray.
+# Stopping rules are excluded too: samples depend only on the seed and their index, so a
+# finished run can be extended with a larger budget and still equal an uninterrupted run.
 _EXECUTION_PARAMS = {"n_jobs", "backend", "ray_address", "checkpoint", "resume",
-                     "checkpoint_every", "progress"}
+                     "checkpoint_every", "progress", "stopping", "max_permutations",
+                     "max_subsets", "round_size"}
 
 
 class SemivalueValuation(Valuator):
