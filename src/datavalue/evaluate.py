@@ -61,13 +61,14 @@ ORDERS: tuple[str, ...] = ("most_valuable_first", "least_valuable_first", "rando
 _ORDER_LABELS = {
     "most_valuable_first": "most valuable first",
     "least_valuable_first": "least valuable first",
-    "random": "random order",
+    "random": "in random order",
 }
 _ORDER_STYLES = {
     "most_valuable_first": dict(color="tab:red", marker="o"),
     "least_valuable_first": dict(color="tab:blue", marker="s"),
     "random": dict(color="0.45", marker="", linestyle="--"),
 }
+_METHOD_LINESTYLES = {"most_valuable_first": "-", "least_valuable_first": "--", "random": ":"}
 
 
 # ---------------------------------------------------------------------------- validation
@@ -117,7 +118,9 @@ def _check_noisy(noisy_indices: Any, n: int, name: str = "noisy_indices", *,
         mask = arr.copy()
     else:
         if arr.ndim != 1:
-            raise InvalidDataError(f"'{name}' must be a 1-D array of indices; got shape {arr.shape}.")
+            raise InvalidDataError(
+                f"'{name}' must be a 1-D array of indices; got shape {arr.shape}."
+            )
         if arr.size and arr.dtype.kind not in "iu":
             raise InvalidDataError(
                 f"'{name}' must hold integer indices into the training split; got dtype "
@@ -165,8 +168,10 @@ def _check_fractions(fractions: Any, *, addition: bool) -> np.ndarray:
         raise InvalidParameterError(f"'fractions' must be a list of numbers: {exc}") from exc
     if f.ndim == 0:
         f = f.reshape(1)
-    where = "(0, 1]" if addition else "[0, 1)"
-    ok = (f > 0) & (f <= 1) if addition else (f >= 0) & (f < 1)
+    # Adding 0 points (the constant prediction) and all of them are both defined; removing all
+    # of them is not a removal curve.
+    where = "[0, 1]" if addition else "[0, 1)"
+    ok = (f >= 0) & (f <= 1) if addition else (f >= 0) & (f < 1)
     if f.ndim != 1 or f.size == 0 or not np.all(np.isfinite(f)) or not ok.all():
         raise InvalidParameterError(
             f"The 'fractions' parameter must be a non-empty list of fractions in {where} of the "
@@ -228,8 +233,10 @@ def kmeans_low_cluster(values: Any) -> np.ndarray:
     random_state=0)`` on the values and flag ``labels_ == argmin(cluster_centers_)``; OpenDataVal
     (``experiment/util.py: oned_twonn_clustering``) computes the exact optimum by scanning the
     splits of the sorted values. We compute the same exact optimum (no seed, no local minima):
-    the split of the sorted values that minimises the within-cluster sum of squares. Lloyd's
-    algorithm reaches this partition whenever it finds the global optimum.
+    the split of the sorted values that minimises the within-cluster sum of squares, never
+    separating equal values. Lloyd's algorithm returns this partition when it finds the global
+    optimum; it can stop at a local one (for scikit-learn's ``KMeans(n_init=10)`` in about one
+    of eight random two-component mixtures we tried), so Kwon & Zou's F1 can differ slightly.
 
     Parameters
     ----------
@@ -353,10 +360,16 @@ def _curve(experiment: str, values: Any, dataset: Any, model: Any, metric: Any,
     names = _check_orders(orders, include_random)
     if random_state is not None:
         _check_int(random_state, "random_state", 0)
-    if n_jobs is not None:
-        _check_int(n_jobs, "n_jobs", -(2**31))
+    if n_jobs is not None and (
+        isinstance(n_jobs, bool) or not isinstance(n_jobs, numbers.Integral) or n_jobs == 0
+    ):
+        raise InvalidParameterError(
+            f"The 'n_jobs' parameter must be a non-zero int or None. Got {n_jobs!r}."
+        )
     if split not in ("test", "valid"):
-        raise InvalidParameterError(f"The 'split' parameter must be 'test' or 'valid'. Got {split!r}.")
+        raise InvalidParameterError(
+            f"The 'split' parameter must be 'test' or 'valid'. Got {split!r} instead."
+        )
     x_eval, y_eval = getattr(dataset, f"x_{split}"), getattr(dataset, f"y_{split}")
     if x_eval.shape[0] == 0:
         raise InvalidDataError(
@@ -395,36 +408,6 @@ def _curve(experiment: str, values: Any, dataset: Any, model: Any, metric: Any,
     return frame
 
 
-_CURVE_PARAMS = """
-    Parameters
-    ----------
-    values : array-like of shape (n_train,) or ValuationResult
-        Data values of ``dataset``'s training split, higher = more helpful.
-    dataset : Dataset
-        The data the values are for; models are scored on its test split.
-    model : estimator or None
-        Retrained from scratch (a clone) on every subset. Default
-        :func:`datavalue.valuation.base.default_model` (logistic / ridge regression).
-    metric : str, callable or None
-        See :data:`datavalue.METRICS`; default accuracy (classification) or r2 (regression).
-    fractions : array-like of float or None
-        Fractions of the training set to {verb}, sorted ascending; ``n_points = floor(fraction
-        * n_train + 1/2)``. Default {default}.
-    orders : sequence of str
-        Any of :data:`ORDERS`. Ties in value are broken by index.
-    include_random : bool
-        Also add the "random" order (a permutation seeded by ``random_state``) as a baseline.
-    random_state : int or None
-        Seed of the random order.
-    n_jobs : int or None
-        Parallel fits (joblib); the frame is identical for any value.
-    progress : bool or None
-        Progress bar (None: only on a terminal).
-    split : {{"test", "valid"}}
-        Split to score on (keyword only; "test" unless the data set has none).
-"""
-
-
 def point_removal(
     values: Any,
     dataset: Dataset,
@@ -439,23 +422,49 @@ def point_removal(
     progress: bool | None = None,
     split: str = "test",
 ) -> pd.DataFrame:
-    return _curve("point_removal", values, dataset, model, metric, fractions, orders,
-                  include_random, random_state, n_jobs, progress, split)
-
-
-point_removal.__doc__ = """Test score after removing training points in order of value.
+    """Test score after removing training points in order of value.
 
     Ghorbani & Zou (2019, Fig. 2): remove the most (or least) valuable points, retrain on the
     rest, score on held-out data. Good values make the score fall fastest when the most valuable
     points go first, and hold (or rise, when the data has corrupted points) when the least
     valuable go first. OpenDataVal (Jiang et al. 2023) reports the same curves.
-    """ + _CURVE_PARAMS.format(verb="remove", default="``np.linspace(0, 0.5, 11)``") + """
+
+    Parameters
+    ----------
+    values : array-like of shape (n_train,) or ValuationResult
+        Data values of ``dataset``'s training split, higher = more helpful.
+    dataset : Dataset
+        The data the values are for; models are scored on its test split.
+    model : estimator or None
+        Retrained from scratch (a clone) on every subset. Default
+        :func:`datavalue.valuation.base.default_model` (logistic / ridge regression).
+    metric : str, callable or None
+        See :data:`datavalue.METRICS`; default accuracy (classification) or r2 (regression).
+    fractions : array-like of float or None
+        Fractions of the training set to remove, in [0, 1), sorted ascending;
+        ``n_points = floor(fraction * n_train + 1/2)``. Default ``np.linspace(0, 0.5, 11)``.
+    orders : sequence of str
+        Any of :data:`ORDERS`. Ties in value are broken by index.
+    include_random : bool
+        Also run the "random" order (a permutation seeded by ``random_state``), the baseline.
+    random_state : int or None
+        Seed of the random order.
+    n_jobs : int or None
+        Parallel fits (joblib); the frame is identical for any value (given a deterministic
+        model: seed its random_state).
+    progress : bool or None
+        Progress bar (None: only on a terminal).
+    split : {"test", "valid"}
+        Split to score on.
+
     Returns
     -------
     pandas.DataFrame
         One row per (order, fraction): ``order``, ``fraction``, ``n_points`` (removed),
         ``n_remaining``, ``score``. ``frame.attrs`` records the metric, split and n_train.
     """
+    return _curve("point_removal", values, dataset, model, metric, fractions, orders,
+                  include_random, random_state, n_jobs, progress, split)
 
 
 def point_addition(
@@ -472,23 +481,49 @@ def point_addition(
     progress: bool | None = None,
     split: str = "test",
 ) -> pd.DataFrame:
-    return _curve("point_addition", values, dataset, model, metric, fractions, orders,
-                  include_random, random_state, n_jobs, progress, split)
-
-
-point_addition.__doc__ = """Test score of models trained on the first points in order of value.
+    """Test score of a model trained on the first points in order of value.
 
     Ghorbani & Zou (2019, Fig. 2, "adding"): starting from an empty training set, add the most
     (or least) valuable points, retrain, score on held-out data. Good values make the score
     rise fastest when the most valuable points come first. A subset with a single class (or
-    none) scores as the constant prediction (:class:`datavalue.Utility`).
-    """ + _CURVE_PARAMS.format(verb="add", default="``np.linspace(0.05, 0.5, 10)``") + """
+    none) scores as the constant prediction (see :class:`datavalue.Utility`).
+
+    Parameters
+    ----------
+    values : array-like of shape (n_train,) or ValuationResult
+        Data values of ``dataset``'s training split, higher = more helpful.
+    dataset : Dataset
+        The data the values are for; models are scored on its test split.
+    model : estimator or None
+        Retrained from scratch (a clone) on every subset. Default
+        :func:`datavalue.valuation.base.default_model` (logistic / ridge regression).
+    metric : str, callable or None
+        See :data:`datavalue.METRICS`; default accuracy (classification) or r2 (regression).
+    fractions : array-like of float or None
+        Fractions of the training set to add, in [0, 1] (0: the empty set), sorted ascending;
+        ``n_points = floor(fraction * n_train + 1/2)``. Default ``np.linspace(0.05, 0.5, 10)``.
+    orders : sequence of str
+        Any of :data:`ORDERS`. Ties in value are broken by index.
+    include_random : bool
+        Also run the "random" order (a permutation seeded by ``random_state``), the baseline.
+    random_state : int or None
+        Seed of the random order.
+    n_jobs : int or None
+        Parallel fits (joblib); the frame is identical for any value (given a deterministic
+        model: seed its random_state).
+    progress : bool or None
+        Progress bar (None: only on a terminal).
+    split : {"test", "valid"}
+        Split to score on.
+
     Returns
     -------
     pandas.DataFrame
         One row per (order, fraction): ``order``, ``fraction``, ``n_points`` (added),
         ``score``. ``frame.attrs`` records the metric, split and n_train.
     """
+    return _curve("point_addition", values, dataset, model, metric, fractions, orders,
+                  include_random, random_state, n_jobs, progress, split)
 
 
 def summarize_curve(frame: pd.DataFrame) -> dict[str, float]:
@@ -627,18 +662,24 @@ def plot_noisy_detection(values: Any, noisy_indices: Any, *, ax: Any = None):
 def _plot_curve(frame: pd.DataFrame, ax: Any, verb: str, title: str | None):
     if not isinstance(frame, pd.DataFrame) or not {"order", "fraction", "score"} <= set(frame):
         raise InvalidDataError(
-            f"'frame' must be the DataFrame returned by point_{'removal' if verb == 'removed' else 'addition'}."
+            f"'frame' must be the DataFrame returned by "
+            f"point_{'removal' if verb == 'removed' else 'addition'} (columns order, fraction, "
+            "score)."
         )
     fig, ax = _axes(ax)
-    groups = ["method", "order"] if "method" in frame else ["order"]
-    for key, g in frame.groupby(groups, sort=False):
-        method, order = key if len(groups) == 2 else (None, key[0])
-        label = _ORDER_LABELS.get(order, str(order))
-        label = f"{'Remove' if verb == 'removed' else 'Add'} {label}"
-        style = {} if method is not None else _ORDER_STYLES.get(order, {})
+    by_method = "method" in frame
+    methods = list(dict.fromkeys(frame["method"])) if by_method else []
+    for key, g in frame.groupby(["method", "order"] if by_method else ["order"], sort=False):
+        method, order = key if by_method else (None, key[0])
+        label = f"{'Remove' if verb == 'removed' else 'Add'} {_ORDER_LABELS.get(order, order)}"
+        if method is None:
+            style = _ORDER_STYLES.get(order, {})
+        else:  # colour = method, line style = order
+            label = f"{method}: {label}"
+            style = dict(color=f"C{methods.index(method) % 10}",
+                         linestyle=_METHOD_LINESTYLES.get(order, "-"), marker=".")
         g = g.sort_values("fraction")
-        ax.plot(g["fraction"], g["score"], label=label if method is None else f"{method}: {label}",
-                **{"linestyle": "-", **style})
+        ax.plot(g["fraction"], g["score"], label=label, **style)
     metric = frame.attrs.get("metric", "score")
     split = frame.attrs.get("split", "test")
     ax.set_xlabel(f"Fraction of training data {verb}")
