@@ -38,18 +38,39 @@ def tiny():
     return dv.load_dataset("iris", random_state=0)
 
 
+@pytest.fixture(scope="module")
+def twelve():
+    """12 training points: small enough for the exact (enumeration) methods."""
+    return dv.load_dataset("iris", n_samples=40, train_size=12, valid_size=20, test_size=8,
+                           random_state=0)
+
+
+#: Small budgets so the contract checks stay fast; the methods' own tests check quality.
+FAST_PARAMS = {
+    "data-oob": {"n_estimators": 20},
+    "tmc-shapley": {"max_permutations": 8},
+    "beta-shapley": {"max_permutations": 8},
+    "data-banzhaf": {"max_subsets": 64},
+    "g-shapley": {"max_permutations": 8},
+    "dvrl": {"n_iterations": 20},
+}
+
+
+def _data_for(name, tiny, twelve):
+    return twelve if name.startswith("exact-") else tiny
+
+
 @pytest.mark.parametrize("name", list(dv.METHODS))
-def test_estimator_contract(name, tiny):
+def test_estimator_contract(name, tiny, twelve):
+    tiny = _data_for(name, tiny, twelve)
     cls = dv.METHODS[name]
     sig = inspect.signature(cls.__init__)
-    est = dv.make_valuator(name)
+    est = dv.make_valuator(name, **FAST_PARAMS.get(name, {}))
     # __init__ stores its parameters unchanged; clone works (sklearn contract).
     params = est.get_params(deep=False)
     assert set(params) == set(sig.parameters) - {"self"}
     clone(est)
     assert not any(k.endswith("_") for k in vars(est))
-    if "n_estimators" in params:
-        est.set_params(n_estimators=20)
     out = est.fit(tiny.x_train, tiny.y_train, tiny.x_valid, tiny.y_valid)
     assert out is est
     assert est.values_.shape == (tiny.n_train,) and est.values_.dtype == np.float64
@@ -62,14 +83,15 @@ def test_estimator_contract(name, tiny):
 
 
 @pytest.mark.parametrize("name", list(dv.METHODS))
-def test_invalid_params_raise_naming_the_parameter(name, tiny):
-    est = dv.make_valuator(name)
+def test_invalid_params_raise_naming_the_parameter(name, tiny, twelve):
+    tiny = _data_for(name, tiny, twelve)
+    est = dv.make_valuator(name, **FAST_PARAMS.get(name, {}))
     for key in est.get_params(deep=False):
         if key in ("n_jobs", "n_estimators", "n_neighbors", "random_state"):
             bad = est.set_params(**{key: 0 if key == "n_jobs" else -7})
             with pytest.raises(InvalidParameterError, match=f"'{key}'"):
                 bad.fit(tiny.x_train, tiny.y_train, tiny.x_valid, tiny.y_valid)
-            est = dv.make_valuator(name)
+            est = dv.make_valuator(name, **FAST_PARAMS.get(name, {}))
 
 
 def _bad_data_cases(ds):

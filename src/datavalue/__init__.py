@@ -28,12 +28,20 @@ from .utility import METRICS, Utility
 from .valuation import (
     LOO,
     METHODS,
+    BetaShapley,
+    DataBanzhaf,
     DataOOB,
+    ExactBanzhaf,
+    ExactBetaShapley,
+    ExactShapley,
+    GShapley,
     KNNShapley,
     RandomValuation,
+    TMCShapley,
     Valuator,
     make_valuator,
 )
+from .valuation import stopping
 
 __all__ = [
     "__version__",
@@ -54,6 +62,14 @@ __all__ = [
     "KNNShapley",
     "LOO",
     "RandomValuation",
+    "TMCShapley",
+    "BetaShapley",
+    "DataBanzhaf",
+    "GShapley",
+    "ExactShapley",
+    "ExactBanzhaf",
+    "ExactBetaShapley",
+    "stopping",
     "evaluate",
     "DatavalueError",
     "InvalidDataError",

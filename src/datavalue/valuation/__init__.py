@@ -12,8 +12,11 @@ from typing import Any
 from ..exceptions import UnknownNameError
 from .base import Valuator
 from .data_oob import DataOOB
+from .exact import ExactBanzhaf, ExactBetaShapley, ExactShapley
+from .g_shapley import GShapley
 from .knn_shapley import KNNShapley
 from .loo import LOO, RandomValuation
+from .semivalue import BetaShapley, DataBanzhaf, TMCShapley
 
 __all__ = [
     "METHODS",
@@ -22,6 +25,13 @@ __all__ = [
     "KNNShapley",
     "LOO",
     "RandomValuation",
+    "TMCShapley",
+    "BetaShapley",
+    "DataBanzhaf",
+    "GShapley",
+    "ExactShapley",
+    "ExactBanzhaf",
+    "ExactBetaShapley",
     "make_valuator",
 ]
 
@@ -29,6 +39,13 @@ METHODS: dict[str, type[Valuator]] = {
     "data-oob": DataOOB,
     "knn-shapley": KNNShapley,
     "loo": LOO,
+    "tmc-shapley": TMCShapley,
+    "beta-shapley": BetaShapley,
+    "data-banzhaf": DataBanzhaf,
+    "g-shapley": GShapley,
+    "exact-shapley": ExactShapley,
+    "exact-banzhaf": ExactBanzhaf,
+    "exact-beta-shapley": ExactBetaShapley,
     "random": RandomValuation,
 }
 
