@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 TORCH_VERSION ?= 2.13.0
-EXTRAS ?= torch,dev
+EXTRAS ?= torch,ray,dev
 
 .PHONY: demo test install bench lint clean
 
