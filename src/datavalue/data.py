@@ -380,15 +380,7 @@ class Dataset:
         an optional JSON sidecar of the same name (``classes``, ``task``), the format of the
         shared data sets."""
         p = Path(path)
-        if not p.is_file():
-            raise InvalidParameterError(f"The NPZ file {str(p)!r} does not exist.")
-        with np.load(p, allow_pickle=False) as f:
-            if "X" not in f or "y" not in f:
-                raise InvalidDataError(
-                    f"{p.name} must contain arrays 'X' and 'y'; it has {sorted(f.files)}."
-                )
-            X, y = f["X"], f["y"]
-            names = [str(n) for n in f["feature_names"]] if "feature_names" in f else None
+        X, y, names = _read_npz(p)
         meta: dict[str, Any] = {}
         sidecar = p.with_suffix(".json")
         if sidecar.is_file():
@@ -582,6 +574,7 @@ def load_dataset(
     test_size: float | int = 0.2,
     standardize: bool = True,
     target: str | None = None,
+    missing: str = "error",
 ) -> Dataset:
     """Load a built-in data set or a file, split it, standardize it, and optionally corrupt it.
 
@@ -610,6 +603,8 @@ def load_dataset(
         it; the raw values are recoverable with :meth:`Dataset.raw_features`).
     target : str or None
         Target column of a CSV file.
+    missing : {"error", "impute"}
+        What to do with missing values in a CSV file (see :meth:`Dataset.from_csv`).
     """
     if not isinstance(noise_rate, int | float) or isinstance(noise_rate, bool) or not (
         0.0 <= noise_rate < 1.0
@@ -664,7 +659,7 @@ def load_dataset(
                     "A CSV file needs the name of its target column: pass 'target' "
                     "(--target on the command line)."
                 )
-            ds = Dataset.from_csv(path, target, **split)
+            ds = Dataset.from_csv(path, target, missing=missing, **split)
             if n_samples is not None:
                 raise InvalidParameterError("'n_samples' is not supported for CSV files yet.")
         elif path.suffix and not path.exists():
@@ -690,10 +685,29 @@ def _subsample(X: np.ndarray, y: np.ndarray, n: int, random_state: int | None):
     return X[idx], y[idx]
 
 
+def _read_npz(p: Path) -> tuple[np.ndarray, np.ndarray, list[str] | None]:
+    """Arrays X, y and feature names of an NPZ file, with clear errors for bad files."""
+    import zipfile
+
+    if not p.is_file():
+        raise InvalidParameterError(f"The NPZ file {str(p)!r} does not exist.")
+    if not zipfile.is_zipfile(p):
+        raise InvalidDataError(f"{str(p)!r} is not an NPZ archive (numpy.savez format).")
+    try:
+        with np.load(p, allow_pickle=False) as f:
+            if "X" not in f or "y" not in f:
+                raise InvalidDataError(
+                    f"{p.name} must contain arrays 'X' and 'y'; it has {sorted(f.files)}."
+                )
+            X, y = f["X"], f["y"]
+            names = [str(n) for n in f["feature_names"]] if "feature_names" in f else None
+    except (ValueError, OSError, zipfile.BadZipFile) as exc:
+        raise InvalidDataError(f"{str(p)!r} could not be read as an NPZ archive: {exc}") from exc
+    return X, y, names
+
+
 def _npz_subsampled(path: Path, n_samples: int, split: dict) -> Dataset:
-    with np.load(path, allow_pickle=False) as f:
-        X, y = f["X"], f["y"]
-        names = [str(n) for n in f["feature_names"]] if "feature_names" in f else None
+    X, y, names = _read_npz(path)
     X, y = _subsample(X, y, n_samples, split["random_state"])
     meta = json.loads(path.with_suffix(".json").read_text()) if path.with_suffix(
         ".json"
