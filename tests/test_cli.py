@@ -202,6 +202,8 @@ ERROR_CASES = {
     "nan without impute": (["--data", "{csv}", "--target", "label"], ["--impute"]),
     "unknown method parameter": (["--data", "iris", "--param", "no_such=1"], ["no_such"]),
     "broken npz": (["--data", "{npz}"], ["broken.npz"]),
+    "resume without checkpoint": (["--data", "iris", "--resume"], ["--resume", "--checkpoint"]),
+    "ray address without ray": (["--data", "iris", "--ray-address", "1.2.3.4:5"], ["--backend"]),
 }
 
 
@@ -278,3 +280,24 @@ def test_top_level_help_and_version():
     proc = run("--version")
     assert_ok(proc)
     assert proc.stdout.strip() == f"datavalue {dv.__version__}"
+
+
+# ---------------------------------------------------------------------- long runs
+def test_checkpoint_then_resume_from_the_command_line(tmp_path):
+    ck = tmp_path / "tmc.ckpt"
+    common = ["value", "--data", "iris", "--n-samples", "60", "--method", "tmc-shapley",
+              "--quiet", "--checkpoint-every", "0"]
+    first = run(*common, "--budget", "8", "--checkpoint", ck, "--out", tmp_path / "a")
+    assert_ok(first)
+    assert ck.is_file()
+    again = run(*common, "--budget", "8", "--checkpoint", ck, "--out", tmp_path / "b")
+    assert again.returncode == 2 and "already exists" in again.stderr
+    # Resuming with a larger budget equals a fresh run with that budget (same seed).
+    more = run(*common, "--budget", "16", "--checkpoint", ck, "--resume", "--out", tmp_path / "c")
+    assert_ok(more)
+    fresh = run(*common, "--budget", "16", "--out", tmp_path / "d")
+    assert_ok(fresh)
+    resumed = dv.ValuationResult.load(tmp_path / "c")
+    direct = dv.ValuationResult.load(tmp_path / "d")
+    np.testing.assert_array_equal(resumed.values, direct.values)
+    assert resumed.extra["n_samples"] == 16

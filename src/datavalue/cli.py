@@ -234,6 +234,46 @@ def build_parser() -> argparse.ArgumentParser:
         help="seed of the split, the corruption, the method and the model. Default: 0.",
     )
     _add_common(g)
+    g = p.add_argument_group("long runs (Monte Carlo methods: tmc-shapley, beta-shapley, ...)")
+    g.add_argument(
+        "--budget",
+        type=int,
+        metavar="N",
+        help="stop after at most N Monte Carlo samples (permutations for the Shapley methods, "
+        "subsets for data-banzhaf), whichever comes first with the method's convergence rule.",
+    )
+    g.add_argument(
+        "--checkpoint",
+        metavar="PATH",
+        help="save the running state to PATH (atomically, every --checkpoint-every seconds and "
+        "at the end), so a killed or interrupted run can be resumed with --resume.",
+    )
+    g.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run saved in --checkpoint; it ends with exactly the values of an "
+        "uninterrupted run with the same options and seed. Without --resume an existing "
+        "checkpoint file is an error, never overwritten.",
+    )
+    g.add_argument(
+        "--checkpoint-every",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="seconds between checkpoint saves. Default: 60.",
+    )
+    g.add_argument(
+        "--backend",
+        choices=["loky", "threading", "ray"],
+        help="where parallel work runs: local processes (loky, the default), threads, or a Ray "
+        "cluster (needs the 'ray' extra; see --ray-address). Values do not depend on it.",
+    )
+    g.add_argument(
+        "--ray-address",
+        metavar="ADDR",
+        help="address of the Ray cluster for --backend ray, e.g. 127.0.0.1:6379 (as printed by "
+        "'ray start --head'). Default: start or join a local one.",
+    )
     p.add_argument(
         "--out",
         required=True,
@@ -546,6 +586,21 @@ def _cmd_value(args: argparse.Namespace) -> int:
         "progress": _progress(args.quiet),
         "task": ds.task,
     }
+    if args.resume and args.checkpoint is None:
+        raise InvalidParameterError("--resume needs --checkpoint PATH (the run to continue).")
+    if args.ray_address is not None and args.backend != "ray":
+        raise InvalidParameterError("--ray-address needs --backend ray.")
+    if args.budget is not None and args.budget < 1:
+        raise InvalidParameterError(f"--budget must be a positive number of samples. Got {args.budget}.")
+    params.update(
+        checkpoint=args.checkpoint,
+        resume=args.resume or None,
+        checkpoint_every=args.checkpoint_every,
+        backend=args.backend,
+        ray_address=args.ray_address,
+        max_permutations=args.budget,
+        max_subsets=args.budget,
+    )
     if args.model is not None:
         # One name configures the model of every family: retraining methods call it 'model',
         # bagging methods (Data-OOB) 'estimator'.
@@ -783,7 +838,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
+        checkpoint = getattr(args, "checkpoint", None)
+        hint = (f"; the last complete round is saved in {checkpoint}: add --resume to continue"
+                if checkpoint else "")
+        print(f"{PROG}: interrupted{hint}", file=sys.stderr)
         return 130
     except BrokenPipeError:
         # The reader of our output went away (``datavalue ... | head``): stop quietly, and keep
