@@ -40,8 +40,8 @@ from .valuation import (
     TMCShapley,
     Valuator,
     make_valuator,
+    stopping,
 )
-from .valuation import stopping
 
 __all__ = [
     "__version__",

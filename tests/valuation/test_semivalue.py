@@ -22,7 +22,6 @@ from datavalue.exceptions import InvalidParameterError
 from datavalue.valuation.exact import ExactBanzhaf, ExactBetaShapley, ExactShapley
 from datavalue.valuation.sampling import BetaWeight
 from datavalue.valuation.semivalue import BetaShapley, DataBanzhaf, TMCShapley
-from datavalue.valuation.stopping import MaxSamples
 
 from ._games import TableGame, additive_game, random_game, table_from, unanimity_game
 
