@@ -22,12 +22,13 @@ from .exceptions import (
     InvalidParameterError,
     UnknownNameError,
 )
+from .influence.influence import InfluenceFunction, InfluenceValuation, SelfInfluenceValuation
 from .models import MODELS, make_model
+from .registry import METHODS, make_valuator
 from .result import ValuationResult
 from .utility import METRICS, Utility
 from .valuation import (
     LOO,
-    METHODS,
     BetaShapley,
     DataBanzhaf,
     DataOOB,
@@ -39,7 +40,6 @@ from .valuation import (
     RandomValuation,
     TMCShapley,
     Valuator,
-    make_valuator,
     stopping,
 )
 
@@ -69,6 +69,9 @@ __all__ = [
     "ExactShapley",
     "ExactBanzhaf",
     "ExactBetaShapley",
+    "InfluenceFunction",
+    "InfluenceValuation",
+    "SelfInfluenceValuation",
     "stopping",
     "evaluate",
     "DatavalueError",

@@ -1,15 +1,14 @@
 """Valuation methods: one number per training example, higher = more helpful.
 
-``METHODS`` maps the name used on the command line and in ``ValuationResult.method`` to the
-class. It is the one registry: the CLI, ``compare`` and the report find methods here.
+The registry of every method (``METHODS``, ``make_valuator``) is :mod:`datavalue.registry`; it
+is also reachable here, loaded on first access, because it includes the influence-based
+valuators, whose module itself builds on :mod:`datavalue.valuation.base`.
 """
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
-from ..exceptions import UnknownNameError
 from .base import Valuator
 from .data_oob import DataOOB
 from .exact import ExactBanzhaf, ExactBetaShapley, ExactShapley
@@ -35,31 +34,11 @@ __all__ = [
     "make_valuator",
 ]
 
-METHODS: dict[str, type[Valuator]] = {
-    "data-oob": DataOOB,
-    "knn-shapley": KNNShapley,
-    "loo": LOO,
-    "tmc-shapley": TMCShapley,
-    "beta-shapley": BetaShapley,
-    "data-banzhaf": DataBanzhaf,
-    "g-shapley": GShapley,
-    "exact-shapley": ExactShapley,
-    "exact-banzhaf": ExactBanzhaf,
-    "exact-beta-shapley": ExactBetaShapley,
-    "random": RandomValuation,
-}
 
 
-def make_valuator(name: str, **params: Any) -> Valuator:
-    """Instantiate the method ``name`` with those of ``params`` it accepts.
+def __getattr__(name: str) -> Any:
+    if name in ("METHODS", "make_valuator"):
+        from .. import registry
 
-    Parameters the method does not have (e.g. ``model`` for Data-OOB, ``random_state`` for the
-    exact methods) are ignored, so one set of options can configure every method.
-    """
-    if not isinstance(name, str) or name not in METHODS:
-        raise UnknownNameError(
-            f"Unknown method {name!r} given as 'method': use one of {', '.join(METHODS)}."
-        )
-    cls = METHODS[name]
-    accepted = set(inspect.signature(cls.__init__).parameters) - {"self"}
-    return cls(**{k: v for k, v in params.items() if k in accepted and v is not None})
+        return getattr(registry, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

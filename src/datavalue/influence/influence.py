@@ -1,0 +1,696 @@
+"""Influence functions (Koh & Liang 2017): which training examples made this prediction?
+
+For a model trained to ``theta_hat = argmin_theta F(theta)``, ``F = (1/n) sum_i L(z_i, theta) +
+R(theta)``, up-weighting a training point ``z`` by ``epsilon`` moves the parameters by
+``I_up,params(z) = -H^{-1} grad L(z)`` (Eq. 1) and a test loss by
+``I_up,loss(z, z_test) = -grad L(z_test)^T H^{-1} grad L(z)`` (Eq. 2), with ``H`` the Hessian of
+``F`` at ``theta_hat``. Removing ``z`` is ``epsilon = -1/n``; every score here is scaled that way,
+as a prediction of what leave-one-out retraining would do:
+
+    influence[t, i] = L(z_t; theta_{-i}) - L(z_t; theta_hat)
+                    ~ (1/n) grad L(z_t)^T (H + lambda I)^{-1} grad L(z_i)
+
+Positive = removing ``z_i`` would raise the test loss = ``z_i`` is *helpful* for ``z_t``; this
+matches the library's convention (higher = more helpful). ``lambda`` is the damping the paper
+uses for non-convex models.
+
+This module imports :mod:`torch` only when an influence is computed, so that
+``InfluenceValuation`` can sit in the method registry of a torch-free ``import datavalue``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+from sklearn.base import BaseEstimator, clone
+from sklearn.exceptions import NotFittedError
+
+from .._validation import Interval, Options, validate_params
+from ..exceptions import InvalidDataError, InvalidParameterError, UnknownNameError
+from ..parallel import progress_bar
+from ..valuation.base import Valuator, default_model
+
+__all__ = [
+    "InfluenceFunction",
+    "InfluenceValuation",
+    "SelfInfluenceValuation",
+    "TopK",
+    "Unlearned",
+]
+
+
+def _torch():
+    try:
+        import torch
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            "Influence functions need PyTorch: install it with `pip install 'datavalue[torch]'`."
+        ) from exc
+    return torch
+
+
+@dataclass(frozen=True)
+class TopK:
+    """The most helpful and most harmful training examples of each test point.
+
+    ``helpful[t]`` lists training indices by decreasing influence on test point ``t`` (removing
+    them would raise its loss most), ``harmful[t]`` by increasing influence (removing them would
+    lower its loss most); the ``*_scores`` are their influences (same scale as
+    :meth:`InfluenceFunction.influence`). All arrays have shape ``(n_test, k)``.
+    """
+
+    helpful: np.ndarray
+    helpful_scores: np.ndarray
+    harmful: np.ndarray
+    harmful_scores: np.ndarray
+
+
+@dataclass(frozen=True)
+class Unlearned:
+    """The model after removing ``indices``, by one Newton step (see
+    :meth:`InfluenceFunction.unlearn`).
+
+    Attributes
+    ----------
+    indices : ndarray
+        The removed training indices (sorted).
+    params : ndarray of shape (p,)
+        New flat parameters ``theta_hat + delta``.
+    delta : ndarray of shape (p,)
+        Parameter change.
+    model : estimator, torch.nn.Module or None
+        A copy of the original model holding ``params`` (None for ``SVC``, whose ``coef_`` is
+        read-only).
+    test_loss, base_test_loss : ndarray or None
+        Losses of the test points given to ``unlearn`` at the new and at the fitted parameters.
+    """
+
+    indices: np.ndarray
+    params: np.ndarray
+    delta: np.ndarray
+    model: Any
+    test_loss: np.ndarray | None
+    base_test_loss: np.ndarray | None
+
+
+def _resolve_dtype(dtype: Any):
+    torch = _torch()
+    table = {"float64": torch.float64, "double": torch.float64, "float32": torch.float32,
+             "float": torch.float32}
+    if isinstance(dtype, str) and dtype in table:
+        return table[dtype]
+    if dtype in (torch.float64, torch.float32):
+        return dtype
+    raise InvalidParameterError(
+        f"The 'dtype' parameter must be torch.float64 or torch.float32 (or 'float64', "
+        f"'float32'). Got {dtype!r} instead."
+    )
+
+
+class InfluenceFunction(BaseEstimator):
+    """Influence of training examples on test predictions (Koh & Liang 2017).
+
+    Parameters
+    ----------
+    model : estimator or torch.nn.Module
+        A fitted scikit-learn ``LogisticRegression``, ``LinearRegression``, ``Ridge``,
+        ``LinearSVC`` or ``SVC(kernel="linear")`` (taken over exactly, with its own
+        regularisation; hinge-loss SVMs through the smooth hinge), or a trained torch module.
+    loss : callable or None
+        For a torch module: ``(outputs, targets) -> loss`` (reduction mean, sum or none; it is
+        evaluated per example). None for scikit-learn estimators.
+    solver : str or Solver
+        Inverse-Hessian solver: ``"exact"``, ``"cg"``, ``"lissa"``, ``"arnoldi"``, ``"ekfac"``,
+        ``"kfac"`` (see :mod:`datavalue.influence.solvers`), or a :class:`Solver` instance.
+    damping : float
+        ``lambda`` in ``(H + lambda I)^{-1}``: needed for non-convex models (Koh & Liang, Sec. 4.2).
+    hessian : {"exact", "gauss-newton"}
+        The curvature: the Hessian of the training objective or its Gauss-Newton part (positive
+        semi-definite; the same for linear models).
+    params : None, list of str or list of torch.nn.Module
+        For a torch module, the parameters to take influence with respect to (e.g. only the last
+        layer); the others are held fixed. None: all parameters with ``requires_grad``.
+    weight_decay : float
+        For a torch module: the L2 term ``(weight_decay / 2) ||theta||^2`` of the training
+        objective (as in ``torch.optim.SGD(weight_decay=...)``).
+    temperature : float
+        Smooth-hinge temperature ``t`` for hinge-loss SVMs (Koh & Liang, Sec. 4.1).
+    batch_size : int
+        Examples per block for gradients and Hessian-vector products (bounds memory).
+    solver_options : dict or None
+        Options of the solver (e.g. ``{"rtol": 1e-10}`` for CG, ``{"rank": 50}`` for Arnoldi).
+    dtype : torch.dtype or str
+        Precision of every computation (float64 by default: inverse Hessians are ill-conditioned).
+    device : str, torch.device or None
+        Where to compute (None: where the module's parameters are; CPU for scikit-learn models).
+    max_memory : float
+        Bytes allowed for caching the ``n_train x p`` training gradients; above it they are
+        recomputed block by block for every test block.
+    progress : bool or None
+        Progress bars (None: only on a terminal).
+
+    Attributes
+    ----------
+    model_ : InfluenceModel
+        The wrapped model (functional parameters, loss, objective).
+    solver_ : Solver
+        The fitted solver (``solver_.info_`` reports iterations, residuals, timings).
+    operator_ : HessianOperator
+    n_train_, n_params_ : int
+    params_ : ndarray of shape (n_params_,)
+        Flat fitted parameters ``theta_hat`` (for hinge SVMs: the smooth-hinge optimum).
+    param_names_ : tuple of str
+        Names of the parameter tensors, in flat order.
+    gradient_norm_ : float
+        ``||grad F(theta_hat)||``: influence functions assume a stationary point; a value that is
+        not small next to typical per-example gradient norms means the model is not converged.
+
+    References
+    ----------
+    P. W. Koh and P. Liang. Understanding black-box predictions via influence functions. ICML 2017.
+    """
+
+    _parameter_constraints: ClassVar[dict[str, list]] = {
+        "loss": ["callable", None],
+        "damping": [Interval(float, 0, None)],
+        "hessian": [Options({"exact", "gauss-newton"})],
+        "weight_decay": [Interval(float, 0, None)],
+        "temperature": [Interval(float, 0, None, closed="neither")],
+        "batch_size": [Interval(int, 1, None)],
+        "solver_options": [dict, None],
+        "max_memory": [Interval(float, 0, None)],
+        "progress": ["boolean", None],
+    }
+
+    def __init__(
+        self,
+        model: Any,
+        loss: Any = None,
+        *,
+        solver: Any = "cg",
+        damping: float = 0.0,
+        hessian: str = "exact",
+        params: Any = None,
+        weight_decay: float = 0.0,
+        temperature: float = 0.1,
+        batch_size: int = 256,
+        solver_options: dict | None = None,
+        dtype: Any = "float64",
+        device: Any = None,
+        max_memory: float = 2**30,
+        progress: bool | None = None,
+    ) -> None:
+        self.model = model
+        self.loss = loss
+        self.solver = solver
+        self.damping = damping
+        self.hessian = hessian
+        self.params = params
+        self.weight_decay = weight_decay
+        self.temperature = temperature
+        self.batch_size = batch_size
+        self.solver_options = solver_options
+        self.dtype = dtype
+        self.device = device
+        self.max_memory = max_memory
+        self.progress = progress
+
+    # ------------------------------------------------------------------ fitting
+    def _make_solver(self):
+        from .solvers import SOLVERS, Solver, make_solver
+
+        if isinstance(self.solver, Solver):
+            if self.solver_options:
+                raise InvalidParameterError(
+                    "Pass 'solver_options' with a solver name, not with a Solver instance "
+                    "(set the options on the instance)."
+                )
+            return type(self.solver)(**self.solver.get_options())
+        if not isinstance(self.solver, str) or self.solver.lower() not in SOLVERS:
+            raise UnknownNameError(
+                f"Unknown solver {self.solver!r} given as 'solver': use one of "
+                f"{', '.join(SOLVERS)}, or a Solver instance."
+            )
+        return make_solver(self.solver, **(self.solver_options or {}))
+
+    def fit(self, x_train: Any, y_train: Any) -> InfluenceFunction:
+        """Wrap the model, build the Hessian operator of its training objective on
+        ``(x_train, y_train)`` and fit the solver (factorisation, eigenvectors, factors...).
+
+        ``(x_train, y_train)`` must be the data the model was trained on, in any order: every
+        score refers to rows of ``x_train``.
+        """
+        torch = _torch()
+        from .gradients import TrainGradients, hessian_operator, objective_gradient
+        from .model import wrap_model
+
+        start = time.perf_counter()
+        validate_params(
+            type(self).__name__, self.get_params(deep=False), self._parameter_constraints
+        )
+        dtype = _resolve_dtype(self.dtype)
+        solver = self._make_solver()
+        x_np = y_np = None
+        n_train = None
+        if not isinstance(self.model, torch.nn.Module):
+            from .._validation import check_xy
+
+            x_np, y_np = check_xy(x_train, y_train, x_name="x_train", y_name="y_train")
+            n_train = len(x_np)
+        model = wrap_model(
+            self.model,
+            self.loss,
+            x_train=x_np,
+            y_train=y_np,
+            n_train=n_train,
+            params=self.params,
+            weight_decay=self.weight_decay,
+            temperature=self.temperature,
+            dtype=dtype,
+            device=self.device,
+        )
+        x, y = model.prepare(x_train, y_train, "x_train", "y_train")
+        op = hessian_operator(model, x, y, hessian=self.hessian, batch_size=self.batch_size)
+        solver.fit(op, float(self.damping))
+        self.model_ = model
+        self.operator_ = op
+        self.solver_ = solver
+        self.n_train_ = int(x.shape[0])
+        self.n_params_ = model.n_params
+        self.params_ = model.theta.detach().cpu().numpy().astype(np.float64)
+        self.param_names_ = model.layout.names
+        self._x, self._y = x, y
+        self._train_grads = TrainGradients(
+            model, x, y, batch_size=self.batch_size, max_memory=float(self.max_memory)
+        )
+        # Influence functions assume theta_hat minimises the objective (Koh & Liang, Sec. 2);
+        # this norm says how far from stationary the given model is.
+        self.gradient_norm_ = float(
+            objective_gradient(model, x, y, n_total=self.n_train_, batch_size=self.batch_size)
+            .norm()
+        )
+        self.fit_time_ = time.perf_counter() - start
+        return self
+
+    # ------------------------------------------------------------------ helpers
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "model_"):
+            raise NotFittedError(
+                "This InfluenceFunction is not fitted: call fit(x_train, y_train) first."
+            )
+
+    def _prepare(self, x: Any, y: Any, x_name: str = "x_test", y_name: str = "y_test"):
+        self._check_fitted()
+        return self.model_.prepare(x, y, x_name, y_name)
+
+    def _indices(self, indices: Any, name: str = "indices", *, as_set: bool = True) -> np.ndarray:
+        """Training indices from an index list or a boolean mask: a set (sorted, no duplicates)
+        or, with ``as_set=False``, in the order given."""
+        n = self.n_train_
+        arr = np.asarray(indices)
+        if arr.dtype == bool:
+            if arr.shape != (n,):
+                raise InvalidDataError(
+                    f"'{name}' is a boolean mask of shape {arr.shape}; it must have shape ({n},)."
+                )
+            return np.flatnonzero(arr)
+        arr = arr.reshape(-1) if arr.ndim == 0 else arr
+        if arr.ndim != 1 or (arr.size and arr.dtype.kind not in "iu"):
+            raise InvalidDataError(
+                f"'{name}' must be a 1-D array of integer training indices or a boolean mask; "
+                f"got shape {arr.shape}, dtype {arr.dtype}."
+            )
+        bad = arr[(arr < 0) | (arr >= n)]
+        if bad.size:
+            raise InvalidDataError(
+                f"'{name}' must index the training set (0..{n - 1}); got {bad[:5].tolist()}."
+            )
+        arr = arr.astype(np.int64)
+        if not as_set:
+            return arr
+        out = np.unique(arr)
+        if out.size != arr.size:
+            raise InvalidDataError(f"'{name}' contains duplicate indices.")
+        return out
+
+    def _preconditioned(self, x, y, desc: str) -> Iterator[tuple[slice, Any]]:
+        """Yield ``(rows, (H + lambda I)^{-1} grad L(z_rows))`` block by block."""
+        from .gradients import iter_gradient_blocks
+
+        n = int(x.shape[0])
+        bar = progress_bar(-(-n // self.batch_size), desc, self.progress, unit="block")
+        try:
+            for rows, g in iter_gradient_blocks(self.model_, x, y, batch_size=self.batch_size):
+                yield rows, self.solver_.solve(g)
+                bar.update(1)
+        finally:
+            bar.close()
+
+    def _train_subset(self, idx: np.ndarray):
+        torch = _torch()
+        rows = torch.as_tensor(idx, device=self._x.device)
+        return self._x[rows], self._y[rows]
+
+    def _sum_gradients(self, x, y):
+        from .gradients import iter_gradient_blocks
+
+        total = None
+        for _, g in iter_gradient_blocks(self.model_, x, y, batch_size=self.batch_size):
+            total = g.sum(0) if total is None else total + g.sum(0)
+        return total
+
+    # ------------------------------------------------------------------ influence
+    def influence(self, x_test: Any, y_test: Any, *, out: Any = None) -> np.ndarray:
+        """Predicted change of each test loss when each training example is removed.
+
+        ``influence[t, i] = (1/n) grad L(z_t)^T (H + lambda I)^{-1} grad L(z_i)``
+        ``~ L(z_t; theta_{-i}) - L(z_t; theta_hat)``: Koh & Liang's ``-I_up,loss / n``
+        (Eq. 2 with ``epsilon = -1/n``). Positive = helpful.
+
+        Parameters
+        ----------
+        x_test, y_test : array-like
+        out : str, path or None
+            Write the matrix to this ``.npy`` file (memory-mapped, block by block) and return
+            the memory map; for score matrices larger than memory.
+
+        Returns
+        -------
+        ndarray of shape (n_test, n_train)
+        """
+        from .gradients import open_score_file, score_matrix
+
+        x, y = self._prepare(x_test, y_test)
+        shape = (int(x.shape[0]), self.n_train_)
+        target = open_score_file(out, shape) if out is not None else None
+        return score_matrix(
+            self._query_groups(x, y, "influence"),
+            self._train_grads,
+            shape,
+            scale=1.0 / self.n_train_,
+            out=target,
+        )
+
+    def _query_groups(self, x, y, desc: str) -> Iterator[tuple[slice, Any]]:
+        """Preconditioned test gradients, grouped up to ``max_memory`` bytes when the training
+        gradients are not cached: each pass recomputing them then serves many test rows."""
+        from .gradients import group_blocks
+
+        blocks = self._preconditioned(x, y, desc)
+        if self._train_grads.cacheable:
+            return blocks
+        return group_blocks(blocks, float(self.max_memory))
+
+    def summed_influence(self, x_test: Any, y_test: Any) -> np.ndarray:
+        """``influence(x_test, y_test).sum(axis=0)`` with one linear solve: the predicted change
+        of the *total* test loss when each training example is removed, shape ``(n_train,)``."""
+        x, y = self._prepare(x_test, y_test)
+        u = self.solver_.solve(self._sum_gradients(x, y)[None])[0]
+        values = np.empty(self.n_train_, dtype=np.float64)
+        for rows, g in self._train_grads.blocks():
+            values[rows] = (g @ u).cpu().numpy() / self.n_train_
+        return values
+
+    def self_influence(self) -> np.ndarray:
+        """``(1/n) grad L(z_i)^T (H + lambda I)^{-1} grad L(z_i)``: the predicted rise of each
+        training point's own loss when it is removed, shape ``(n_train,)``.
+
+        The diagonal of ``influence(x_train, y_train)``; non-negative for a positive definite
+        ``H``. It is *large* for points the model can only fit by bending towards them —
+        mislabeled examples and outliers (Koh & Liang 2017, Sec. 5.4) — so sort by decreasing
+        self-influence to inspect data, and use ``-self_influence()`` as a data value (higher =
+        more helpful, the library's convention).
+        """
+        self._check_fitted()
+        values = np.empty(self.n_train_, dtype=np.float64)
+        bar = progress_bar(-(-self.n_train_ // self.batch_size), "self-influence", self.progress,
+                           unit="block")
+        try:
+            for rows, g in self._train_grads.blocks():
+                u = self.solver_.solve(g)
+                values[rows] = (u * g).sum(1).cpu().numpy() / self.n_train_
+                bar.update(1)
+        finally:
+            bar.close()
+        return values
+
+    def params_influence(self, indices: Any) -> np.ndarray:
+        """Predicted parameter change when the training examples ``indices`` are removed together:
+        ``(1/n) (H + lambda I)^{-1} sum_{i in S} grad L(z_i)`` (Koh & Liang's ``I_up,params``,
+        Eq. 1, with ``epsilon = -1/n`` for each), shape ``(n_params_,)`` in flat order.
+
+        First order: the Hessian of the full training set. :meth:`unlearn` takes the Newton step
+        with the Hessian of the remaining points instead.
+        """
+        self._check_fitted()
+        idx = self._indices(indices)
+        if idx.size == 0:
+            return np.zeros(self.n_params_)
+        g = self._sum_gradients(*self._train_subset(idx))
+        return self.solver_.solve(g[None])[0].cpu().numpy() / self.n_train_
+
+    def perturbation_influence(self, x_test: Any, y_test: Any, train_indices: Any) -> np.ndarray:
+        """Gradient of each test loss with respect to the input of each chosen training example.
+
+        ``d L(z_t) / d x_i = -(1/n) grad_x [u_t^T grad_theta L(x_i, y_i)]`` with
+        ``u_t = (H + lambda I)^{-1} grad L(z_t)``: Koh & Liang's ``I_pert,loss`` (Sec. 2.2)
+        scaled by ``1/n``, the first-order change of the retrained model's test loss per unit
+        change of ``x_i`` (the other points unchanged). Positive: moving ``x_i`` along that
+        feature raises the test loss.
+
+        Returns
+        -------
+        ndarray of shape (n_test, len(train_indices), *input_shape)
+        """
+        from .gradients import mixed_input_gradients
+
+        x, y = self._prepare(x_test, y_test)
+        idx = self._indices(train_indices, "train_indices", as_set=False)
+        xs, ys = self._train_subset(idx)
+        result = np.empty((int(x.shape[0]), idx.size, *xs.shape[1:]), dtype=np.float64)
+        for rows, u in self._preconditioned(x, y, "perturbation influence"):
+            for start in range(0, idx.size, self.batch_size):
+                cols = slice(start, min(start + self.batch_size, idx.size))
+                m = mixed_input_gradients(self.model_, u, xs[cols], ys[cols])
+                result[rows, cols] = (-m / self.n_train_).cpu().numpy()
+        return result
+
+    def top_k(self, x_test: Any, y_test: Any, k: int = 10) -> TopK:
+        """The ``k`` most helpful and most harmful training examples of each test point
+        (:class:`TopK`), from the influence scores, computed one test block at a time."""
+        from .gradients import score_matrix
+
+        if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
+            raise InvalidParameterError(
+                f"The 'k' parameter must be an int >= 1. Got {k!r} instead."
+            )
+        x, y = self._prepare(x_test, y_test)
+        n_test, n = int(x.shape[0]), self.n_train_
+        k = min(int(k), n)
+        out = {name: np.empty((n_test, k), dtype=dt) for name, dt in
+               (("helpful", np.int64), ("harmful", np.int64), ("helpful_scores", np.float64),
+                ("harmful_scores", np.float64))}
+        for rows, u in self._query_groups(x, y, "top-k"):
+            block = score_matrix(iter([(slice(0, u.shape[0]), u)]), self._train_grads,
+                                 (u.shape[0], n), scale=1.0 / n)
+            # Stable sort: ties are broken by the lower training index, deterministically.
+            order = np.argsort(-block, axis=1, kind="stable")[:, :k]
+            worst = np.argsort(block, axis=1, kind="stable")[:, :k]
+            out["helpful"][rows], out["harmful"][rows] = order, worst
+            out["helpful_scores"][rows] = np.take_along_axis(block, order, axis=1)
+            out["harmful_scores"][rows] = np.take_along_axis(block, worst, axis=1)
+        return TopK(**out)
+
+    # ------------------------------------------------------------------ unlearning
+    def unlearn(self, indices: Any, x_test: Any = None, y_test: Any = None) -> Unlearned:
+        """Remove the training examples ``indices`` by one Newton step.
+
+        ``theta_new = theta_hat + (1/n) H_{-S}^{-1} sum_{i in S} grad L(z_i)``, where ``H_{-S}``
+        is the Hessian (+ damping) of the objective without ``S`` — a Newton step on the
+        objective of the remaining points from ``theta_hat`` (assumed stationary for the full
+        objective), as in certified data removal (Guo et al. 2020). Exact for quadratic
+        objectives (least squares); to first order otherwise. With ``x_test, y_test`` the
+        test losses at the new parameters are returned too (the prediction of retraining).
+        """
+        from .gradients import hessian_operator
+
+        torch = _torch()
+        self._check_fitted()
+        idx = self._indices(indices)
+        if idx.size >= self.n_train_:
+            raise InvalidDataError("'indices' removes every training example; keep at least one.")
+        test = None if x_test is None and y_test is None else self._prepare(x_test, y_test)
+        theta = self.model_.theta
+        if idx.size == 0:
+            delta = torch.zeros_like(theta)
+        else:
+            keep = np.setdiff1d(np.arange(self.n_train_), idx)
+            op = hessian_operator(
+                self.model_, self._x, self._y, hessian=self.hessian, batch_size=self.batch_size,
+                n_total=self.n_train_, rows=torch.as_tensor(keep, device=self._x.device),
+            )
+            solver = self._make_solver().fit(op, float(self.damping))
+            g = self._sum_gradients(*self._train_subset(idx))
+            delta = solver.solve(g[None])[0] / self.n_train_
+        new = theta + delta
+        test_loss = base_loss = None
+        if test is not None:
+            base_loss = self._losses(theta, *test)
+            test_loss = self._losses(new, *test)
+        return Unlearned(
+            indices=idx,
+            params=new.cpu().numpy().astype(np.float64),
+            delta=delta.cpu().numpy().astype(np.float64),
+            model=self.model_.export(new),
+            test_loss=test_loss,
+            base_test_loss=base_loss,
+        )
+
+    def _losses(self, flat, x, y) -> np.ndarray:
+        torch = _torch()
+        params = self.model_.layout.unflatten(flat.to(self.model_.dtype))
+        out = []
+        with torch.no_grad():
+            for start in range(0, int(x.shape[0]), self.batch_size):
+                rows = slice(start, start + self.batch_size)
+                out.append(self.model_.losses(params, x[rows], y[rows]))
+        return torch.cat(out).cpu().numpy().astype(np.float64)
+
+    def losses(self, x: Any, y: Any, params: Any = None) -> np.ndarray:
+        """Per-example losses ``L(z, theta)`` at ``theta_hat`` (or at the flat ``params``), the
+        losses every score refers to."""
+        torch = _torch()
+        xt, yt = self._prepare(x, y, "x", "y")
+        flat = self.model_.theta if params is None else torch.as_tensor(
+            np.asarray(params, dtype=np.float64)).to(self.model_.device)
+        if flat.shape != (self.n_params_,):
+            raise InvalidDataError(
+                f"'params' must have shape ({self.n_params_},); got {tuple(flat.shape)}."
+            )
+        return self._losses(flat, xt, yt)
+
+
+class _InfluenceValuator(Valuator):
+    """Shared parameters and fitting of the influence-based valuators."""
+
+    _parameter_constraints: ClassVar[dict[str, list]] = {
+        "model": ["estimator", None],
+        "solver": [str],
+        "damping": [Interval(float, 0, None)],
+        "hessian": [Options({"exact", "gauss-newton"})],
+        "temperature": [Interval(float, 0, None, closed="neither")],
+        "batch_size": [Interval(int, 1, None)],
+        "solver_options": [dict, None],
+    }
+
+    def __init__(
+        self,
+        model: Any = None,
+        *,
+        solver: str = "exact",
+        damping: float = 0.0,
+        hessian: str = "exact",
+        temperature: float = 0.1,
+        batch_size: int = 256,
+        solver_options: dict | None = None,
+    ) -> None:
+        self.model = model
+        self.solver = solver
+        self.damping = damping
+        self.hessian = hessian
+        self.temperature = temperature
+        self.batch_size = batch_size
+        self.solver_options = solver_options
+
+    def _fit_influence(self, data) -> InfluenceFunction:
+        model = default_model(data.task) if self.model is None else self.model
+        self._check_model(model)
+        fitted = clone(model).fit(data.x_train, data.y_train)
+        if data.y_valid is not None and getattr(fitted, "classes_", None) is not None:
+            missing = np.setdiff1d(data.y_valid, fitted.classes_)
+            if missing.size:
+                raise InvalidDataError(
+                    f"'y_valid' contains {missing.size} class(es) absent from 'y_train' "
+                    f"({data.classes[missing][:5].tolist()}); their loss under the model is "
+                    "undefined. Drop those validation rows or add training examples."
+                )
+        inf = InfluenceFunction(
+            fitted,
+            solver=self.solver,
+            damping=self.damping,
+            hessian=self.hessian,
+            temperature=self.temperature,
+            batch_size=self.batch_size,
+            solver_options=self.solver_options,
+            progress=False,
+        ).fit(data.x_train, data.y_train)
+        self.influence_ = inf
+        return inf
+
+
+class InfluenceValuation(_InfluenceValuator):
+    """Data values from influence functions: the predicted rise of the total validation loss
+    when each training example is removed (``InfluenceFunction.summed_influence``).
+
+    ``values_[i] = sum_v L(z_v; theta_{-i}) - L(z_v; theta_hat)`` to first order (Koh & Liang
+    2017, Eq. 2 with ``epsilon = -1/n``), higher = more helpful. The model (a scikit-learn
+    linear model, see :class:`InfluenceFunction`) is fitted on the training data here, like
+    every valuator; ``influence_`` keeps the fitted :class:`InfluenceFunction`.
+
+    Parameters
+    ----------
+    model : estimator or None
+        Unfitted scikit-learn linear model (default: ``LogisticRegression`` / ``Ridge``).
+    solver : str
+        Inverse-Hessian solver (default ``"exact"``: linear models have few parameters).
+    damping, hessian, temperature, batch_size, solver_options
+        As in :class:`InfluenceFunction`.
+    """
+
+    method_name: ClassVar[str] = "influence"
+
+    def fit(
+        self, x_train: Any, y_train: Any, x_valid: Any = None, y_valid: Any = None
+    ) -> InfluenceValuation:
+        start = time.perf_counter()
+        self._validate_params()
+        data = self._check_data(x_train, y_train, x_valid, y_valid)
+        inf = self._fit_influence(data)
+        values = inf.summed_influence(data.x_valid, data.y_valid)
+        self._make_result(
+            values, data, start,
+            extra={"n_params": int(inf.n_params_), "solver": str(self.solver)},
+        )
+        return self
+
+
+class SelfInfluenceValuation(_InfluenceValuator):
+    """Data values from self-influence: ``values_ = -InfluenceFunction.self_influence()``.
+
+    A training point the model can fit only by bending towards it (a flipped label, an outlier)
+    has a large self-influence ``(1/n) grad L(z)^T H^{-1} grad L(z)`` (Koh & Liang 2017,
+    Sec. 5.4), so its value is low. Needs no validation data.
+
+    Parameters
+    ----------
+    As :class:`InfluenceValuation`.
+    """
+
+    method_name: ClassVar[str] = "self-influence"
+
+    def fit(
+        self, x_train: Any, y_train: Any, x_valid: Any = None, y_valid: Any = None
+    ) -> SelfInfluenceValuation:
+        start = time.perf_counter()
+        self._validate_params()
+        data = self._check_data(x_train, y_train, x_valid, y_valid, need_valid=False)
+        inf = self._fit_influence(data)
+        self._make_result(
+            -inf.self_influence(), data, start,
+            extra={"n_params": int(inf.n_params_), "solver": str(self.solver)},
+        )
+        return self
