@@ -1,0 +1,190 @@
+"""Explain one test prediction by the training examples behind it (Koh & Liang 2017, Sec. 5.1).
+
+:func:`explain` fits a model on the training split, computes the influence of every training
+example on the loss of one test example (:meth:`datavalue.InfluenceFunction.influence`: the
+predicted change of that test loss if the training example were removed and the model
+retrained), and returns the most helpful and most harmful examples. :func:`render_text` prints
+them, with 8x8 images drawn in text for ``digits``; :meth:`Explanation.save` writes
+``explanation.json`` for ``datavalue report``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ._io import atomic_write_text
+from .data import Dataset
+from .exceptions import InvalidParameterError
+from .models import make_model
+
+__all__ = ["Explanation", "explain", "render_text", "ascii_image"]
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """The training examples that most raised and lowered one test prediction's quality.
+
+    Scores are influences: positive = helpful (removing the example would raise the test loss).
+    """
+
+    test_index: int
+    test_label: int | float
+    predicted_label: int | float
+    test_loss: float
+    helpful: list[int]
+    helpful_scores: list[float]
+    harmful: list[int]
+    harmful_scores: list[float]
+    model: str
+    solver: str
+    data_fingerprint: str
+
+    def save(self, directory: str | os.PathLike) -> Path:
+        """Write ``explanation.json`` into ``directory`` (atomically)."""
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(d / "explanation.json", json.dumps(asdict(self), indent=2) + "\n")
+        return d / "explanation.json"
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> Explanation:
+        p = Path(path)
+        if p.is_dir():
+            p = p / "explanation.json"
+        return cls(**json.loads(p.read_text()))
+
+
+def explain(
+    dataset: Dataset,
+    test_index: int,
+    *,
+    model: str | Any = "logreg",
+    k: int = 5,
+    solver: str = "exact",
+    damping: float = 0.0,
+    random_state: int | None = 0,
+) -> Explanation:
+    """Most helpful and harmful training examples for test example ``test_index``.
+
+    Parameters
+    ----------
+    dataset : Dataset
+    test_index : int
+        Row of the test split to explain.
+    model : str or estimator
+        A model name (``logreg``, ``linear``, ``svm``: the models whose influence is exact for
+        their own training objective) or an unfitted scikit-learn estimator of those kinds.
+    k : int
+        How many examples of each kind.
+    solver, damping :
+        Inverse-Hessian solver and damping (see :class:`datavalue.InfluenceFunction`).
+    """
+    from sklearn.base import clone
+
+    from .influence.influence import InfluenceFunction
+
+    if not isinstance(dataset, Dataset):
+        raise InvalidParameterError(
+            f"The 'dataset' parameter must be a Dataset. Got {type(dataset).__name__}."
+        )
+    if isinstance(test_index, bool) or not isinstance(test_index, int | np.integer) or not (
+        0 <= test_index < dataset.n_test
+    ):
+        raise InvalidParameterError(
+            f"The 'test_index' parameter must be a row of the test split, an int in "
+            f"[0, {dataset.n_test - 1}]. Got {test_index!r} instead."
+        )
+    if isinstance(k, bool) or not isinstance(k, int | np.integer) or not 1 <= k <= dataset.n_train:
+        raise InvalidParameterError(
+            f"The 'k' parameter must be an int in [1, {dataset.n_train}]. Got {k!r} instead."
+        )
+    estimator = (
+        make_model(model, dataset.task, random_state) if isinstance(model, str) else clone(model)
+    )
+    estimator.fit(dataset.x_train, dataset.y_train)
+    inf = InfluenceFunction(estimator, solver=solver, damping=damping).fit(
+        dataset.x_train, dataset.y_train
+    )
+    x = dataset.x_test[[test_index]]
+    y = dataset.y_test[[test_index]]
+    top = inf.top_k(x, y, k)
+    label: Any = dataset.y_test[test_index]
+    pred: Any = estimator.predict(x)[0]
+    cast = int if dataset.task == "classification" else float
+    return Explanation(
+        test_index=int(test_index),
+        test_label=cast(label),
+        predicted_label=cast(pred),
+        test_loss=float(np.asarray(inf.losses(x, y)).ravel()[0]),
+        helpful=[int(i) for i in top.helpful[0]],
+        helpful_scores=[float(s) for s in top.helpful_scores[0]],
+        harmful=[int(i) for i in top.harmful[0]],
+        harmful_scores=[float(s) for s in top.harmful_scores[0]],
+        model=model if isinstance(model, str) else type(model).__name__,
+        solver=str(solver),
+        data_fingerprint=dataset.fingerprint(),
+    )
+
+
+_SHADES = " .:-=+*#%@"
+
+
+def ascii_image(pixels: np.ndarray, shape: tuple[int, ...]) -> list[str]:
+    """Rows of characters drawing a grey-level image (darker = higher value)."""
+    img = np.asarray(pixels, dtype=np.float64).reshape(shape)
+    lo, hi = float(img.min()), float(img.max())
+    scaled = np.zeros_like(img) if hi <= lo else (img - lo) / (hi - lo)
+    idx = np.minimum((scaled * len(_SHADES)).astype(int), len(_SHADES) - 1)
+    return ["".join(_SHADES[i] * 2 for i in row) for row in idx]
+
+
+def _row_text(ds: Dataset, x: np.ndarray, n_features: int = 6) -> str:
+    raw = ds.raw_features(x[None, :])[0]
+    shown = ", ".join(f"{name}={value:.4g}" for name, value in
+                      zip(ds.feature_names[:n_features], raw[:n_features], strict=False))
+    more = f", ... ({ds.n_features} features)" if ds.n_features > n_features else ""
+    return shown + more
+
+
+def render_text(expl: Explanation, ds: Dataset) -> str:
+    """The explanation as text: the test example, then its helpful and harmful examples."""
+    image = ds.image_shape is not None
+    noisy = set(ds.noisy_indices.tolist())
+    lines = [
+        f"Test example {expl.test_index}: label {ds.label_name(expl.test_label)}, predicted "
+        f"{ds.label_name(expl.predicted_label)} (loss {expl.test_loss:.4g}; model {expl.model}, "
+        f"solver {expl.solver})",
+    ]
+    if image:
+        lines += ["  " + r for r in ascii_image(ds.raw_features(ds.x_test[expl.test_index]),
+                                                ds.image_shape)]
+    else:
+        lines.append("  " + _row_text(ds, ds.x_test[expl.test_index]))
+    for title, idx, scores in (
+        ("Most helpful training examples (removing them would raise this test loss)",
+         expl.helpful, expl.helpful_scores),
+        ("Most harmful training examples (removing them would lower this test loss)",
+         expl.harmful, expl.harmful_scores),
+    ):
+        lines.append("")
+        lines.append(title + ":")
+        blocks = []
+        for rank, (i, s) in enumerate(zip(idx, scores, strict=True), start=1):
+            flag = "  [label was flipped]" if i in noisy else ""
+            head = (f"  {rank}. train #{i}  label {ds.label_name(ds.y_train[i])}  "
+                    f"influence {s:+.4g}{flag}")
+            if image:
+                blocks.append([head] + ["     " + r for r in
+                                        ascii_image(ds.raw_features(ds.x_train[i]),
+                                                    ds.image_shape)])
+            else:
+                blocks.append([head, "     " + _row_text(ds, ds.x_train[i])])
+        for b in blocks:
+            lines.extend(b)
+    return "\n".join(lines)

@@ -1,0 +1,61 @@
+"""explain: the helpful/harmful examples of one test prediction, as data and as text."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import datavalue as dv
+from datavalue.exceptions import InvalidParameterError
+from datavalue.explain import Explanation, ascii_image, explain, render_text
+
+pytest.importorskip("torch")
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return dv.load_dataset("digits", noise_rate=0.1, random_state=0)
+
+
+def test_explain_matches_influence_and_finds_flips(digits):
+    from sklearn.linear_model import LogisticRegression
+
+    e = explain(digits, 3, k=5)
+    model = LogisticRegression(max_iter=1000).fit(digits.x_train, digits.y_train)
+    inf = dv.InfluenceFunction(model, solver="exact").fit(digits.x_train, digits.y_train)
+    scores = inf.influence(digits.x_test[[3]], digits.y_test[[3]])[0]
+    np.testing.assert_array_equal(e.helpful, np.argsort(-scores, kind="stable")[:5])
+    np.testing.assert_allclose(e.harmful_scores, np.sort(scores)[:5], rtol=1e-8)
+    assert all(a >= b for a, b in zip(e.helpful_scores, e.helpful_scores[1:], strict=False))
+    # The most harmful examples of a test point are dominated by flipped labels (measured: the
+    # 3 most harmful for test example 3 are all flipped, with 10% noise overall).
+    assert len(set(e.harmful) & set(digits.noisy_indices.tolist())) >= 2
+
+
+def test_render_draws_digits_and_rows(digits, tmp_path):
+    e = explain(digits, 0, k=2)
+    text = render_text(e, digits)
+    assert "Most helpful" in text and "Most harmful" in text
+    assert text.count("train #") == 4
+    assert sum(1 for line in text.splitlines() if "@" in line or "#" in line) >= 8  # images
+    path = e.save(tmp_path)
+    assert Explanation.load(path) == e
+    cancer = dv.load_dataset("breast_cancer", random_state=0)
+    t2 = render_text(explain(cancer, 1, k=2), cancer)
+    assert "mean radius=" in t2  # tabular rows show named raw feature values
+
+
+def test_ascii_image_scales_grey_levels():
+    # 0, 8, 16 -> shades 0, 5, 9 of " .:-=+*#%@", each pixel two characters wide
+    assert ascii_image(np.array([0, 8, 16, 16]), (2, 2)) == ["  ++", "@@@@"]
+
+
+def test_bad_input(digits):
+    with pytest.raises(InvalidParameterError, match="test_index"):
+        explain(digits, digits.n_test)
+    with pytest.raises(InvalidParameterError, match="'k'"):
+        explain(digits, 0, k=0)
+    with pytest.raises(dv.UnknownNameError, match="model"):
+        explain(digits, 0, model="no-such-model")
+    with pytest.raises(dv.InvalidModelError):
+        explain(digits, 0, model="tree")
