@@ -40,8 +40,8 @@ def tiny():
 
 @pytest.fixture(scope="module")
 def twelve():
-    """12 training points: small enough for the exact (enumeration) methods."""
-    return dv.load_dataset("iris", n_samples=40, train_size=12, valid_size=20, test_size=8,
+    """8 training points: small enough for the exact (enumeration) methods (2^8 fits)."""
+    return dv.load_dataset("iris", n_samples=40, train_size=8, valid_size=20, test_size=8,
                            random_state=0)
 
 
