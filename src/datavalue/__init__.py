@@ -28,6 +28,7 @@ from .registry import METHODS, make_valuator
 from .result import ValuationResult
 from .utility import METRICS, Utility
 from .valuation import (
+    DVRL,
     LOO,
     BetaShapley,
     DataBanzhaf,
@@ -59,6 +60,7 @@ __all__ = [
     "make_valuator",
     "Valuator",
     "DataOOB",
+    "DVRL",
     "KNNShapley",
     "LOO",
     "RandomValuation",

@@ -271,7 +271,10 @@ class Dataset:
         if standardize:
             mean = parts["train"][0].mean(axis=0)
             scale = parts["train"][0].std(axis=0)
-            scale = np.where(scale > 0, scale, 1.0)
+            # A column constant up to rounding (std tiny relative to its magnitude) is left
+            # unscaled; dividing by its rounding noise would blow it up to ~1e17.
+            tiny = scale <= 1e-12 * np.maximum(np.abs(mean), 1.0)
+            scale = np.where(tiny, 1.0, scale)
             parts = {s: ((x - mean) / scale, yy) for s, (x, yy) in parts.items()}
         return cls(
             x_train=parts["train"][0],

@@ -25,6 +25,7 @@ from .valuation import (
     TMCShapley,
     Valuator,
 )
+from .valuation.dvrl import DVRL
 
 __all__ = ["METHODS", "make_valuator"]
 
@@ -41,6 +42,7 @@ METHODS: dict[str, type[Valuator]] = {
     "exact-beta-shapley": ExactBetaShapley,
     "influence": InfluenceValuation,
     "self-influence": SelfInfluenceValuation,
+    "dvrl": DVRL,
     "random": RandomValuation,
 }
 

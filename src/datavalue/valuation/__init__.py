@@ -11,6 +11,7 @@ from typing import Any
 
 from .base import Valuator
 from .data_oob import DataOOB
+from .dvrl import DVRL
 from .exact import ExactBanzhaf, ExactBetaShapley, ExactShapley
 from .g_shapley import GShapley
 from .knn_shapley import KNNShapley
@@ -21,6 +22,7 @@ __all__ = [
     "METHODS",
     "Valuator",
     "DataOOB",
+    "DVRL",
     "KNNShapley",
     "LOO",
     "RandomValuation",
