@@ -24,7 +24,7 @@ from ..exceptions import InvalidDataError, InvalidModelError
 from ..utility import resolve_metric
 from .base import FitData
 from .sampling import Sampler, ShapleyWeight, Truncation
-from .semivalue import _COMMON_CONSTRAINTS, SemivalueValuation, run_semivalue
+from .semivalue import _COMMON_CONSTRAINTS, SemivalueValuation
 from .stopping import StoppingCriterion
 
 __all__ = ["GShapley"]
@@ -238,24 +238,8 @@ class GShapley(SemivalueValuation):
         game = _SGDGame(data, self.model_kind_, lr, self.l2, self.hidden_units_, self.metric,
                         init_seed)
         sampler = _SGDPermutationSampler().bind(ShapleyWeight(), None)
-        outcome = run_semivalue(
-            game, sampler, self._stopping(data.n_train), random_state=self.random_state,
-            n_jobs=self.n_jobs, backend=self.backend, ray_address=self.ray_address,
-            round_size=self.round_size,
-            checkpoint=None if self.checkpoint is None else str(self.checkpoint),
-            resume=self.resume, checkpoint_every=float(self.checkpoint_every),
-            config=self._config(data.fingerprint), progress=self.progress,
-            desc=self.method_name,
-        )
-        self.n_samples_ = outcome.n_samples
-        self.stopping_reason_ = outcome.reason
-        self._make_result(
-            outcome.values, data, start, stderr=outcome.stderr, counts=outcome.counts,
-            status=outcome.status,
-            extra={"n_samples": outcome.n_samples, "stopped_by": outcome.reason,
-                   "learning_rate": lr, "sgd_steps": outcome.n_updates},
-        )
-        return self
+        # n_utility_calls counts SGD steps here: one per point and permutation.
+        return self._run(game, sampler, data, start, extra={"learning_rate": lr})
 
     def _truncation(self, game: Any) -> Truncation | None:  # no truncation in G-Shapley
         return None

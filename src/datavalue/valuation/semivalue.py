@@ -384,13 +384,15 @@ class SemivalueValuation(Valuator):
         return self._fit_game(game, fake, start)
 
     def _fit_game(self, game: Game, data: FitData, start: float):
-        n = game.n_players
-        weight = self._weight()
         sampler = make_sampler(self.sampler)
-        sampler.bind(weight, self._truncation(game))
-        stopping = self._stopping(n)
+        sampler.bind(self._weight(), self._truncation(game))
+        return self._run(game, sampler, data, start)
+
+    def _run(self, game: Game, sampler: Sampler, data: FitData, start: float,
+             extra: dict[str, Any] | None = None):
+        """Run the engine with this estimator's settings; store ``values_`` and ``result_``."""
         outcome = run_semivalue(
-            game, sampler, stopping,
+            game, sampler, self._stopping(game.n_players),
             random_state=self.random_state, n_jobs=self.n_jobs, backend=self.backend,
             ray_address=self.ray_address, round_size=self.round_size,
             checkpoint=None if self.checkpoint is None else str(self.checkpoint),
@@ -408,9 +410,10 @@ class SemivalueValuation(Valuator):
                 "n_utility_calls": outcome.n_updates,
                 "n_truncated_steps": outcome.n_truncated,
                 "stopped_by": outcome.reason,
-                "weight": weight.name,
+                "weight": sampler.weight.name,
                 "sampler": sampler.name,
                 "run_time_including_resumed": outcome.elapsed,
+                **(extra or {}),
             },
         )
         return self
