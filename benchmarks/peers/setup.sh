@@ -6,22 +6,33 @@
 #
 # The peers pin versions of numpy, pandas, scikit-learn and torch that conflict with ours, so
 # each gets its own environment; benchmarks/run.py calls their runner scripts with that
-# environment's python. A finished environment has a file `.ready` listing what was installed;
-# delete the folder to rebuild it.
+# environment's python. This script always builds a fresh environment; a finished one has a
+# file `.ready` listing what was installed, and run.py calls this script only for a peer whose
+# `.ready` is missing.
 #
-# torch: OpenDataVal imports torch. It pins torch~=2.1.0, whose PyPI wheel for Linux is the
-# CUDA build (several GB). We install the CPU wheel of torch 2.13.0 first (the version our own
-# environment uses), the torchvision built for it, and then OpenDataVal without letting pip
-# resolve its torch pins (--no-deps), followed by its other dependencies with their own pins.
+# torch: OpenDataVal imports torch. It pins torch~=2.1.0 and torchvision~=0.16.0, whose PyPI
+# wheels for Linux are CUDA builds (several GB). We install the CPU wheel of torch 2.13.0 first
+# (the version our own environment uses), then OpenDataVal without letting pip resolve its
+# torch pins (--no-deps), then its other dependencies with their own pins. torchvision is left
+# out: PyPI's torchvision wheels are CUDA builds whose operators do not load next to a CPU
+# torch, and OpenDataVal needs it only for its image data sets, so run_opendataval.py puts
+# empty stand-in modules in its place. pip then reports the torch/torchvision pins as
+# "incompatible"; that is expected.
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-VENVS="$HERE/../.venvs"
+VENVS="$(dirname "$HERE")/.venvs"
 PYTHON="${PYTHON:-python3}"
 TORCH_VERSION="${TORCH_VERSION:-2.13.0}"
-TORCHVISION_VERSION="${TORCHVISION_VERSION:-0.28.0}"   # the torchvision release for torch 2.13
-PYDVL_SPEC="${PYDVL_SPEC:-pydvl==0.10.*}"
+PYDVL_SPEC="${PYDVL_SPEC:-pydvl[influence]==0.10.*}"
 OPENDATAVAL_SPEC="${OPENDATAVAL_SPEC:-opendataval==1.3.*}"
+# The peers get the scikit-learn of our own environment (if it exists), so that the decision
+# trees of Data-OOB and the LogisticRegression of LOO are the same code for everyone.
+OURS_PYTHON="$(dirname "$(dirname "$HERE")")/.venv/bin/python"
+SKLEARN_SPEC="scikit-learn"
+if [ -x "$OURS_PYTHON" ]; then
+    SKLEARN_SPEC="scikit-learn==$("$OURS_PYTHON" -c 'import sklearn; print(sklearn.__version__)')"
+fi
 
 new_venv() {
     local dir="$VENVS/$1"
@@ -31,21 +42,23 @@ new_venv() {
 }
 
 setup_pydvl() {
-    # pyDVL's core (pydvl.valuation) needs no torch: a plain install resolves cleanly.
+    # pyDVL's valuation methods need no torch, but the influence benchmarks (bench_influence.py)
+    # use the same environment for pydvl.influence, so the "influence" extra is installed too,
+    # with torch's CPU wheel pinned first. pydvl.valuation does not import torch.
     local dir="$VENVS/pydvl"
     new_venv pydvl
-    "$dir/bin/pip" install --quiet "$PYDVL_SPEC"
+    "$dir/bin/pip" install --quiet "torch==$TORCH_VERSION"
+    "$dir/bin/pip" install --quiet "torch==$TORCH_VERSION" "$PYDVL_SPEC" "$SKLEARN_SPEC"
 }
 
 setup_opendataval() {
     local dir="$VENVS/opendataval"
     new_venv opendataval
     "$dir/bin/pip" install --quiet "torch==$TORCH_VERSION"
-    "$dir/bin/pip" install --quiet "torchvision==$TORCHVISION_VERSION" "torch==$TORCH_VERSION"
     "$dir/bin/pip" install --quiet --no-deps "$OPENDATAVAL_SPEC"
-    # OpenDataVal 1.3.0's declared dependencies, minus torch/torchvision (installed above).
+    # OpenDataVal 1.3.0's declared dependencies, minus torch and torchvision (see above).
     "$dir/bin/pip" install --quiet "torch==$TORCH_VERSION" \
-        "numpy>=1.22.4,<1.26" "pandas>=1.5.3,<2" "scikit-learn~=1.3" "scipy~=1.11" \
+        "numpy>=1.22.4,<1.26" "pandas>=1.5.3,<2" "scikit-learn~=1.3" "$SKLEARN_SPEC" "scipy~=1.11" \
         "matplotlib~=3.8" "tqdm~=4.64.1" "transformers~=4.35" "geomloss~=0.2.6" \
         "pykeops~=2.1.2" "pandera~=0.15.1" "requests~=2.31" "typer~=0.9.0" "torcheval~=0.0.7"
 }
