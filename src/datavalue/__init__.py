@@ -14,6 +14,8 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from . import evaluate
+from .actions import clean, fix
+from .compare import compare
 from .data import BUILTIN_DATASETS, Dataset, corrupt_features, corrupt_labels, load_dataset
 from .exceptions import (
     DatavalueError,
@@ -76,6 +78,9 @@ __all__ = [
     "SelfInfluenceValuation",
     "stopping",
     "evaluate",
+    "compare",
+    "clean",
+    "fix",
     "DatavalueError",
     "InvalidDataError",
     "InvalidModelError",

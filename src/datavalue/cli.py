@@ -1,10 +1,15 @@
-"""The ``datavalue`` command: value a data set, evaluate the values, or run a guided demo.
+"""The ``datavalue`` command: value a data set, evaluate the values, act on them, or run a
+guided demo.
 
 ::
 
     datavalue demo                                   # 10% flipped labels, found by Data-OOB
     datavalue value --data breast_cancer --noise 0.1 --method knn-shapley --out results/bc
     datavalue evaluate results/bc                    # detection, removal/addition curves, figures
+    datavalue clean results/bc                       # drop the lowest 10%, retrain, compare
+    datavalue fix results/bc                         # review labels in ranked order (Koh & Liang)
+    datavalue report results/bc                      # one self-contained report.html
+    datavalue compare --data breast_cancer --methods data-oob,knn-shapley,loo --out results/cmp
 
 Methods and models come from the registries :data:`datavalue.METHODS` and
 :data:`datavalue.MODELS`, so a new method is on the command line as soon as it is registered.
@@ -30,9 +35,12 @@ import numpy as np
 from . import __version__
 from ._io import atomic_write_text
 from ._validation import validate_params
+from .actions import CLEAN_MODES, FIX_RANKINGS, clean, fix
+from .compare import COMPARE_BUDGETS, compare, default_methods
 from .data import BUILTIN_DATASETS, Dataset, corrupt_features, corrupt_labels, load_dataset
 from .exceptions import DatavalueError, InvalidDataError, InvalidParameterError, UnknownNameError
 from .models import MODELS, make_model
+from .report import build_report
 from .result import ValuationResult, jsonable
 from .utility import METRICS, resolve_metric
 from .valuation import METHODS, make_valuator
@@ -50,6 +58,18 @@ _EVALUATION_FILES = (
     "addition.png",
     "detection.png",
     "values.png",
+    # 'clean', 'fix' and 'report' outputs describe the values too
+    "clean.json",
+    "clean_curve.csv",
+    "clean.png",
+    "cleaned_dataset.npz",
+    "cleaned_train.csv",
+    "sample_weight.npy",
+    "fix.json",
+    "fix_curve.csv",
+    "fix.png",
+    "review.csv",
+    "report.html",
 )
 _N_SHOWN = 10
 
@@ -114,7 +134,10 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="examples:\n"
         "  datavalue demo\n"
         "  datavalue value --data breast_cancer --noise 0.1 --out results/bc\n"
-        "  datavalue evaluate results/bc\n\n"
+        "  datavalue evaluate results/bc\n"
+        "  datavalue clean results/bc\n"
+        "  datavalue report results/bc\n"
+        "  datavalue compare --data breast_cancer --methods data-oob,knn-shapley --out cmp\n\n"
         "Run 'datavalue COMMAND --help' for the options of each command.",
     )
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
@@ -357,6 +380,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_common(p)
     p.set_defaults(func=_cmd_evaluate)
+    _add_action_commands(sub, fmt)
     return parser
 
 
@@ -804,6 +828,463 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         f"\nWritten to {d}/: evaluation.json, removal.csv, addition.csv, values.png, "
         f"{'detection.png, ' if det is not None else ''}removal.png, addition.png."
     )
+    return 0
+
+
+# ---------------------------------------------------------------------- compare, clean, fix, report
+_DATA_HELP = (f"a built-in data set ({', '.join(BUILTIN_DATASETS)}), a .csv file (with --target) "
+              "or an .npz file with arrays X and y.")
+
+
+def _add_data_options(g: argparse._ArgumentGroup, *, noise_default: float) -> None:
+    """--data and the split/corruption options of 'compare' (as for 'value', plus
+    --train-size)."""
+    g.add_argument("--data", required=True, metavar="NAME|PATH", help=f"{_DATA_HELP} Required.")
+    g.add_argument("--target", metavar="COL", help="name of the target column of a CSV file.")
+    g.add_argument(
+        "--noise",
+        type=float,
+        default=noise_default,
+        metavar="RATE",
+        help=f"fraction of training rows to corrupt, in [0, 1) (seeded by each seed). "
+        f"Default: {noise_default:g}.",
+    )
+    g.add_argument(
+        "--noise-kind",
+        choices=("labels", "features"),
+        default="labels",
+        help="'labels' flips labels (noise on the target for regression), 'features' adds "
+        "Gaussian noise to the features. Default: labels.",
+    )
+    g.add_argument("--n-samples", type=int, metavar="N",
+                   help="keep a seeded random subsample of N rows. Default: all rows.")
+    g.add_argument("--train-size", type=_size, metavar="F",
+                   help="training split: a fraction of all rows or a count; rows in no split "
+                   "are dropped. Default: every row not in valid or test.")
+    g.add_argument("--valid-size", type=_size, default=0.2, metavar="F",
+                   help="validation split: a fraction of all rows or a count. Default: 0.2.")
+    g.add_argument("--test-size", type=_size, default=0.2, metavar="F",
+                   help="test split (for the removal/addition curves): a fraction or a count. "
+                   "Default: 0.2.")
+    g.add_argument("--impute", action="store_true",
+                   help="fill missing values of a CSV file instead of stopping with an error.")
+
+
+def _add_action_commands(sub: Any, fmt: Any) -> None:
+    methods = _listing("methods (--methods):", {k: _summary(v) for k, v in METHODS.items()})
+    budgets = "\n".join(f"  {m}: " + ", ".join(f"{k}={v}" for k, v in p.items())
+                        for m, p in COMPARE_BUDGETS.items())
+    # -- compare
+    p = sub.add_parser(
+        "compare",
+        formatter_class=fmt,
+        help="run several methods on the same splits and evaluate them all (benchmark)",
+        description=_wrap(
+            "For each seed: load and split the data, corrupt a fraction of the training rows, "
+            "run every method, then measure how well each finds the corrupted rows (AUC, "
+            "two-cluster F1) and how removing or adding training points in order of value "
+            "changes the test score of a retrained model; record the wall time. Writes a tidy "
+            "table per (method, seed) (compare.csv, compare.parquet), the mean ± sd over seeds "
+            "(summary.csv, summary.md), the curves, every value vector and a run log into "
+            "--out. The protocol of OpenDataVal (Jiang et al., 2023)."
+        ),
+        epilog=f"{methods}\n\n"
+        f"budgets compare gives by default (override with --param):\n{budgets}\n\n"
+        "examples:\n"
+        "  datavalue compare --data breast_cancer --methods data-oob,knn-shapley,loo --out cmp\n"
+        "  datavalue compare --data adult.npz --train-size 1000 --valid-size 100 \\\n"
+        "      --test-size 500 --noise 0.2 --model logreg --seeds 0,1,2 \\\n"
+        "      --methods data-oob,knn-shapley,tmc-shapley,loo,random \\\n"
+        "      --param tmc-shapley.max_permutations=100 --out results/adult",
+    )
+    g = p.add_argument_group("data")
+    _add_data_options(g, noise_default=0.2)
+    g = p.add_argument_group("methods")
+    g.add_argument(
+        "--methods",
+        metavar="A,B,...",
+        help="comma-separated methods to compare. Default: every registered method except "
+        "the exact enumerations (exact-*).",
+    )
+    g.add_argument("--model", default="logreg", metavar="NAME",
+                   help=f"model, one of {', '.join(MODELS)}: retrained by the retraining "
+                   "methods and the curves, bagged by Data-OOB. Default: logreg.")
+    g.add_argument("--metric", metavar="NAME",
+                   help=f"test score, one of {', '.join(METRICS)}. Default: accuracy / r2.")
+    g.add_argument("--seeds", default="0,1,2", metavar="S,S,...",
+                   help="comma-separated seeds: one split, corruption and run of every method "
+                   "per seed. Default: 0,1,2.")
+    g.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="[METHOD.]NAME=VALUE",
+        help="a parameter of one method (tmc-shapley.max_permutations=100) or of every "
+        "compared method that has it (n_neighbors=5); VALUE is read as JSON. Repeatable.",
+    )
+    g.add_argument("--fractions", type=float, nargs="+", metavar="F",
+                   help="fractions of the training set for the removal/addition curves. "
+                   "Default: evaluate's grid (0 to 0.5).")
+    g.add_argument("--keep-going", action="store_true",
+                   help="record a listed method that rejects the data (e.g. KNN-Shapley on a "
+                   "regression target) as 'failed' and go on, instead of stopping (always so "
+                   "without --methods).")
+    _add_common(p)
+    p.add_argument("--out", required=True, metavar="DIR",
+                   help="folder for the tables, values, data sets and run.log. Required.")
+    p.set_defaults(func=_cmd_compare)
+
+    # -- clean
+    p = sub.add_parser(
+        "clean",
+        formatter_class=fmt,
+        help="drop (or down-weight) the lowest-valued training rows and retrain",
+        description=_wrap(
+            "Read a folder written by 'datavalue value', drop (or down-weight) the "
+            "lowest-valued fraction of the training rows, retrain the model and report its "
+            "test score before and after, with the score over a grid of fractions next to "
+            "dropping as many rows at random. Writes the cleaned data set (cleaned_dataset.npz "
+            "and cleaned_train.csv in the original units), clean_curve.csv, clean.json and "
+            "clean.png."
+        ),
+        epilog="examples:\n"
+        "  datavalue clean results/bc\n"
+        "  datavalue clean results/bc --fraction 0.05 --mode weight --weight 0.2 --model forest",
+    )
+    p.add_argument("dir", metavar="DIR", help="folder written by 'datavalue value'.")
+    p.add_argument("--fraction", type=float, default=0.1, metavar="F",
+                   help="fraction of the training rows to clean, lowest values first, in "
+                   "[0, 1). Default: 0.1.")
+    p.add_argument("--mode", choices=CLEAN_MODES, default="drop",
+                   help="'drop' removes the rows; 'weight' keeps them with a small "
+                   "sample_weight (the model must accept it). Default: drop.")
+    p.add_argument("--weight", type=float, default=0.1, metavar="W",
+                   help="sample weight of the flagged rows with --mode weight, in [0, 1]. "
+                   "Default: 0.1.")
+    _add_model_options(p)
+    p.add_argument("--fractions", type=float, nargs="+", metavar="F",
+                   help="grid of fractions for the curve. Default: 0, 0.05, ..., 0.3.")
+    p.add_argument("--out", metavar="DIR",
+                   help="folder for the cleaned data and the figures. Default: DIR.")
+    _add_common(p)
+    p.set_defaults(func=_cmd_clean)
+
+    # -- fix
+    p = sub.add_parser(
+        "fix",
+        formatter_class=fmt,
+        help="review training labels in ranked order and fix the flipped ones",
+        description=_wrap(
+            "Koh & Liang (2017), Sec. 5.4. Read a folder written by 'datavalue value' with "
+            "flipped labels (--noise), rank the training rows for review — by the saved values "
+            "(lowest first), by self-influence and by training loss of the model trained on "
+            "the noisy labels (largest first), and at random — and for each order plot the "
+            "fraction of flipped labels found against the fraction checked, and the test score "
+            "after restoring the true labels of the ones found. The true labels come from "
+            "loading the same data without corruption (same options and seed). Writes "
+            "fix_curve.csv, review.csv (every order), fix.json and fix.png."
+        ),
+        epilog="examples:\n"
+        "  datavalue fix results/bc\n"
+        "  datavalue fix results/bc --rankings loss,random --fractions 0.05 0.1 0.2",
+    )
+    p.add_argument("dir", metavar="DIR", help="folder written by 'datavalue value' with --noise.")
+    p.add_argument("--rankings", default=",".join(FIX_RANKINGS), metavar="A,B,...",
+                   help=f"review orders besides the saved values: any of "
+                   f"{', '.join(FIX_RANKINGS)}. Default: all.")
+    _add_model_options(p)
+    p.add_argument("--fractions", type=float, nargs="+", metavar="F",
+                   help="fractions of the training set checked, in [0, 1]. Default: 0 to 0.5 "
+                   "in steps of 0.025.")
+    p.add_argument("--out", metavar="DIR", help="folder for the results. Default: DIR.")
+    _add_common(p)
+    p.set_defaults(func=_cmd_fix)
+
+    # -- report
+    p = sub.add_parser(
+        "report",
+        formatter_class=fmt,
+        help="write one self-contained HTML report of a results folder",
+        description=_wrap(
+            "Read a folder written by 'value' (with 'evaluate', 'clean' and 'fix' results if "
+            "present), 'compare' or 'explain' and write report.html: a summary, the value "
+            "distribution of corrupted and clean examples, detection and removal curves, the "
+            "comparison table, the most harmful and most helpful training examples (as images "
+            "for image data, as feature rows otherwise) and explanations. Figures are "
+            "embedded: the file works offline and can be sent on its own."
+        ),
+        epilog="examples:\n  datavalue report results/bc\n"
+        "  datavalue report results/adult --out adult-report.html",
+    )
+    p.add_argument("dir", metavar="DIR", help="folder written by 'value', 'compare' or 'explain'.")
+    p.add_argument("--out", metavar="FILE", help="where to write the report. Default: "
+                   "DIR/report.html.")
+    _add_model_options(p, what="the removal curve of a run without 'evaluate' results "
+                       "(given, it is recomputed)")
+    p.add_argument("--fractions", type=float, nargs="+", metavar="F",
+                   help="fractions of the removal curve computed when 'evaluate' was not run. "
+                   "Default: evaluate's grid.")
+    p.add_argument("--k", type=int, default=8, metavar="K",
+                   help="most harmful and most helpful examples shown. Default: 8.")
+    _add_common(p)
+    p.set_defaults(func=_cmd_report)
+
+
+def _add_model_options(p: argparse.ArgumentParser, what: str = "retraining") -> None:
+    p.add_argument("--model", metavar="NAME",
+                   help=f"model for {what}, one of {', '.join(MODELS)}. Default: the --model "
+                   "of the run (run.json), else logreg.")
+    p.add_argument("--metric", metavar="NAME",
+                   help=f"test score, one of {', '.join(METRICS)}. Default: the --metric of the "
+                   "run, else accuracy / r2.")
+
+
+def _split_list(text: str | None, option: str) -> list[str] | None:
+    if text is None:
+        return None
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    if not items:
+        raise InvalidParameterError(f"{option} must be a comma-separated list. Got {text!r}.")
+    return items
+
+
+def _parse_seeds(text: str) -> list[int]:
+    try:
+        seeds = [int(s) for s in _split_list(text, "--seeds") or []]
+    except ValueError:
+        seeds = []
+    if not seeds or min(seeds) < 0 or len(set(seeds)) != len(seeds):
+        raise InvalidParameterError(
+            f"--seeds must be distinct non-negative ints separated by commas, e.g. 0,1,2. "
+            f"Got {text!r}."
+        )
+    return seeds
+
+
+def _parse_compare_params(methods: list[str], items: list[str]) -> dict[str, dict[str, Any]]:
+    """``["tmc-shapley.max_permutations=50", "n_neighbors=5"]`` -> per-method dicts."""
+    out: dict[str, dict[str, Any]] = {}
+    for item in items:
+        key, sep, _ = item.partition("=")
+        method, dot, name = key.strip().rpartition(".")
+        if not sep or not name.strip():
+            raise InvalidParameterError(
+                f"--param must look like METHOD.NAME=VALUE or NAME=VALUE. Got {item!r}."
+            )
+        targets = [method] if dot else methods
+        if dot and method not in methods:
+            raise UnknownNameError(
+                f"--param {item!r} is for {method!r}, which is not among the compared methods "
+                f"({', '.join(methods)})."
+            )
+        parsed = 0
+        for m in targets:
+            try:
+                params = _parse_params(m, [f"{name}={item.partition('=')[2]}"])
+            except UnknownNameError:
+                if dot:
+                    raise
+                continue
+            out.setdefault(m, {}).update(params)
+            parsed += 1
+        if not parsed:
+            raise UnknownNameError(
+                f"No compared method has the parameter {name.strip()!r} (--param {item!r})."
+            )
+    return out
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    listed = _split_list(args.methods, "--methods")
+    methods = listed or default_methods()
+    for m in methods:
+        _check_name(m, METHODS, "method", "--methods")
+    _check_name(args.model, MODELS, "model", "--model")
+    _check_name(args.metric, METRICS, "metric", "--metric")
+    _check_n_jobs(args.n_jobs)
+    seeds = _parse_seeds(args.seeds)
+    params = _parse_compare_params(methods, args.param)
+    if not 0.0 <= args.noise < 1.0:
+        raise InvalidParameterError(
+            f"--noise must be a fraction of the training rows in [0, 1). Got {args.noise:g}."
+        )
+    path = Path(args.data)
+    if args.data not in BUILTIN_DATASETS and path.suffix and not path.is_file():
+        raise InvalidParameterError(f"The data file {args.data!r} (--data) does not exist.")
+    load_options: dict[str, Any] = {
+        "valid_size": args.valid_size, "test_size": args.test_size,
+        "train_size": args.train_size, "n_samples": args.n_samples, "target": args.target,
+    }
+    if args.impute:
+        load_options["missing"] = "impute"
+    load_options = {k: v for k, v in load_options.items() if v is not None}
+    comparison = compare(
+        args.data,
+        methods=methods,
+        seeds=seeds,
+        noise_rate=args.noise,
+        noise_kind=args.noise_kind,
+        model=args.model,
+        metric=args.metric,
+        params=params,
+        fractions=args.fractions,
+        load_options=load_options,
+        # The default list goes on past a method that does not apply (KNN-Shapley on a
+        # regression target); methods the user listed stop the run unless --keep-going.
+        on_error="record" if args.keep_going or listed is None else "raise",
+        n_jobs=args.n_jobs,
+        progress=_progress(args.quiet),
+        out=args.out,
+    )
+    first = comparison.datasets[seeds[0]]
+    print(f"Data:    {first.describe()} (seed {seeds[0]})")
+    print(f"Methods: {', '.join(methods)}; model {args.model}; seeds {', '.join(map(str, seeds))}")
+    print("\nMean ± sd over seeds:")
+    text = comparison.format_summary().to_string(index=False)
+    print("\n".join("  " + line for line in text.splitlines()))
+    failed = comparison.table[comparison.table["status"] == "failed"]
+    for row in failed.itertuples():
+        print(f"\n{row.method} failed on seed {row.seed}: {row.error}")
+    parquet = "compare.parquet, " if comparison.config.get("parquet") else ""
+    print(f"\nWritten to {args.out}/: compare.csv, {parquet}summary.csv, summary.md, curves.csv, "
+          "run.log, values/, datasets/.")
+    print(f"Next: datavalue report {args.out}")
+    return 0
+
+
+def _load_run(d: Path) -> tuple[Dataset, ValuationResult, dict[str, Any]]:
+    """The data set, values and options of a folder written by 'value' (or 'demo')."""
+    if not d.is_dir():
+        raise InvalidParameterError(f"The folder {str(d)!r} does not exist.")
+    if not (d / "dataset.npz").is_file() or not (d / "result.json").is_file():
+        raise InvalidParameterError(
+            f"{str(d)!r} has no dataset.npz and result.json: give a folder written by "
+            "'datavalue value'."
+        )
+    result = ValuationResult.load(d)
+    ds = Dataset.load(d / "dataset.npz")
+    if len(result) != ds.n_train:
+        raise InvalidDataError(
+            f"The result in {str(d)!r} has {len(result)} values but dataset.npz has "
+            f"{ds.n_train} training rows."
+        )
+    options: dict[str, Any] = {}
+    if (d / "run.json").is_file():
+        try:
+            options = json.loads((d / "run.json").read_text()).get("options", {})
+        except (json.JSONDecodeError, AttributeError) as exc:
+            raise InvalidDataError(f"{str(d / 'run.json')!r} is not a run.json written by "
+                                   "datavalue.") from exc
+    return ds, result, options
+
+
+def _run_model(args: argparse.Namespace, ds: Dataset, options: dict[str, Any]) -> tuple[Any, str]:
+    _check_name(args.model, MODELS, "model", "--model")
+    _check_name(args.metric, METRICS, "metric", "--metric")
+    _check_n_jobs(args.n_jobs)
+    name = args.model or options.get("model") or "logreg"
+    metric = args.metric or options.get("metric") or ("accuracy" if ds.task == "classification"
+                                                      else "r2")
+    resolve_metric(metric, ds.task)
+    return make_model(name, ds.task, int(options.get("seed") or 0)), metric
+
+
+def _cmd_clean(args: argparse.Namespace) -> int:
+    d = Path(args.dir)
+    ds, result, options = _load_run(d)
+    model, metric = _run_model(args, ds, options)
+    res = clean(ds, result, fraction=args.fraction, mode=args.mode, weight=args.weight,
+                model=model, metric=metric, fractions=args.fractions,
+                random_state=int(options.get("seed") or 0), n_jobs=args.n_jobs,
+                progress=_progress(args.quiet))
+    out = Path(args.out) if args.out else d
+    res.save(out)
+    verb = "Dropped" if args.mode == "drop" else f"Down-weighted (to {args.weight:g})"
+    print(f"Data:    {ds.describe()}")
+    print(f"Values:  {result.method}; model {type(model).__name__}, test {metric} on "
+          f"{ds.n_test} examples")
+    noisy = (f", {res.n_noisy_flagged} of them corrupted on purpose"
+             if res.n_noisy_flagged is not None else "")
+    print(f"\n{verb} the {res.flagged.size} lowest-valued training rows ({res.fraction:.0%})"
+          f"{noisy}.")
+    print(f"  test {metric} before  {res.score_before:.4f}")
+    change = res.score_after - res.score_before
+    print(f"  test {metric} after   {res.score_after:.4f}  ({change:+.4f})")
+    table = res.curve.pivot_table(index="fraction", columns="order", values="score")
+    table = table.rename(columns={"least_valuable_first": "lowest values first",
+                                  "random": "random rows"})
+    table.columns.name = None
+    text = table.rename_axis("fraction").reset_index().to_string(
+        index=False, float_format=lambda v: f"{v:.4f}")
+    print(f"\nTest {metric} by fraction cleaned (lowest values first vs random rows):")
+    print("\n".join("  " + line for line in text.splitlines()))
+    print(f"\nWritten to {out}/: cleaned_dataset.npz, cleaned_train.csv, clean_curve.csv, "
+          "clean.json, clean.png.")
+    return 0
+
+
+def _cmd_fix(args: argparse.Namespace) -> int:
+    d = Path(args.dir)
+    ds, result, options = _load_run(d)
+    rankings = _split_list(args.rankings, "--rankings") or []
+    for r in rankings:
+        _check_name(r, FIX_RANKINGS, "ranking", "--rankings")
+    model, metric = _run_model(args, ds, options)
+    if not len(ds.noisy_indices):
+        raise InvalidParameterError(
+            f"{str(d)!r} has no corrupted training rows to find: run 'datavalue value' with "
+            "--noise (e.g. --noise 0.1) first."
+        )
+    if options.get("noise_kind", "labels") != "labels" or "data" not in options:
+        raise InvalidParameterError(
+            f"'fix' restores flipped labels, but the run in {str(d)!r} "
+            + ("corrupted features (--noise-kind features)." if "data" in options else
+               "has no run.json saying how its data were loaded.")
+        )
+    clean_ds = _load_data(
+        options["data"], target=options.get("target"), noise=0.0,
+        n_samples=options.get("n_samples"), valid_size=options.get("valid_size", 0.2),
+        test_size=options.get("test_size", 0.2), seed=int(options.get("seed") or 0),
+        impute=bool(options.get("impute")),
+    )
+    res = fix(ds, clean_ds, values=result, rankings=rankings, model=model, metric=metric,
+              fractions=args.fractions, random_state=int(options.get("seed") or 0),
+              n_jobs=args.n_jobs, progress=_progress(args.quiet))
+    out = Path(args.out) if args.out else d
+    res.save(out, ds)
+    summary = res.summary(0.1)
+    f = summary["fraction_checked"]
+    print(f"Data:    {ds.describe()}")
+    print(f"Model:   {type(model).__name__}, test {metric} on {ds.n_test} examples")
+    print(f"\n{res.flipped.size} flipped labels. Test {metric} with them "
+          f"{res.score_noisy:.4f}, with every label fixed {res.score_clean:.4f}.")
+    print(f"\nChecking the first {f:.0%} of the training set in each order:")
+    width = max(len(r) for r in res.orders)
+    print(f"  {'order':<{width}}  flips found  test {metric} after fixing them")
+    for name, r in summary["rankings"].items():
+        print(f"  {name:<{width}}  {r['fraction_found']:>11.1%}  {r['score']:.4f}")
+    first = next(iter(res.orders))
+    shown = ", ".join(map(str, res.orders[first][:10]))
+    print(f"\nReview first (by {first}): training rows {shown}, ...")
+    print(f"\nWritten to {out}/: fix_curve.csv, review.csv, fix.json, fix.png.")
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    _check_name(args.model, MODELS, "model", "--model")
+    _check_name(args.metric, METRICS, "metric", "--metric")
+    _check_n_jobs(args.n_jobs)
+    if args.k < 1:
+        raise InvalidParameterError(f"--k must be a positive number of examples. Got {args.k}.")
+    model = None
+    if args.model is not None:
+        ds_path = Path(args.dir) / "dataset.npz"
+        task = Dataset.load(ds_path).task if ds_path.is_file() else "classification"
+        model = make_model(args.model, task, 0)
+    path = build_report(args.dir, args.out, model=model, metric=args.metric,
+                        fractions=args.fractions, k=args.k, n_jobs=args.n_jobs,
+                        progress=_progress(args.quiet))
+    print(f"Report written to {path} ({path.stat().st_size / 1e6:.1f} MB, self-contained).")
     return 0
 
 

@@ -1,0 +1,375 @@
+"""Assemble ``report.html`` from a folder written by ``value`` (+ ``evaluate``, ``clean``,
+``fix``), ``compare`` or ``explain``."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .._io import atomic_write_text
+from ..data import Dataset
+from ..exceptions import InvalidDataError, InvalidParameterError
+from ..result import ValuationResult
+from . import _html as h
+from ._examples import cards, features_text, is_image, rows_table
+from ._figures import plot_compare_curves, plot_compare_detection, plot_compare_values
+from .explain import explanation_files, load_explanations
+
+__all__ = ["build_report"]
+
+Section = tuple[str, str, str]  # (anchor, title, html)
+
+#: Column headers of the comparison tables (with spaces, so they wrap between words).
+_LABELS = {
+    "f1_kmeans": "F1 (two-cluster)",
+    "auc": "AUC",
+    "removal_most_valuable_first": "removal, most valuable first",
+    "removal_least_valuable_first": "removal, least valuable first",
+    "addition_most_valuable_first": "addition, most valuable first",
+    "wall_time": "wall time (s)",
+}
+
+
+def _png_file(path: Path, alt: str, caption: str = "") -> str:
+    return h.figure(path.read_bytes(), alt, caption)
+
+
+def _fig(fig: Any, alt: str, caption: str = "") -> str:
+    return h.figure(h.figure_png(fig), alt, caption)
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise InvalidDataError(f"{str(path)!r} is not valid JSON: {exc}") from exc
+
+
+# ---------------------------------------------------------------------------- examples
+def _examples_html(ds: Dataset, values: np.ndarray, k: int) -> str:
+    """The ``k`` lowest- and ``k`` highest-valued training examples."""
+    order = np.argsort(values, kind="stable")
+    mask = ds.noise_mask
+    known = bool(mask.any())
+    word = "flipped" if ds.task == "classification" else "corrupted"
+    out = []
+    for title, idx in (("Most harmful: the lowest values", order[:k]),
+                       ("Most helpful: the highest values", order[::-1][:k])):
+        out.append(f"<h3>{h.esc(title)}</h3>")
+        if is_image(ds):
+            captions = [[f"#{i}  value {values[i]:.3g}",
+                         f"label {ds.label_name(ds.y_train[i].item())}"]
+                        + ([word] if known and mask[i] else []) for i in idx]
+            out.append(cards(ds, ds.x_train[idx], captions, flags=mask[idx], alt=title))
+        else:
+            cols: dict[str, list] = {
+                "rank": list(range(1, len(idx) + 1)), "index": [int(i) for i in idx],
+                "value": [float(values[i]) for i in idx],
+                "label": [ds.label_name(ds.y_train[i].item()) for i in idx],
+            }
+            if known:
+                cols[word] = ["yes" if mask[i] else "no" for i in idx]
+            out.append(rows_table(ds, ds.x_train[idx], cols, flags=mask[idx]))
+    if known:
+        out.append(f"<p class='muted'>Highlighted: training examples {word} on purpose.</p>")
+    return "".join(out)
+
+
+# ---------------------------------------------------------------------------- value folders
+def _curves(d: Path, ds: Dataset, result: ValuationResult, options: dict[str, Any],
+            model: Any, metric: Any, fractions: Any, n_jobs: Any, progress: Any):
+    """Removal (and addition) curves: the ones ``evaluate`` saved, else removal computed now."""
+    from .. import evaluate as ev
+    from ..models import make_model
+
+    default = "accuracy" if ds.task == "classification" else "r2"
+    frames = {}
+    if model is None and metric is None and fractions is None:
+        saved = _read_json(d / "evaluation.json") if (d / "evaluation.json").is_file() else {}
+        saved_metric = saved.get("metric") or options.get("metric") or default
+        for name in ("removal", "addition"):
+            if (d / f"{name}.csv").is_file():
+                frame = pd.read_csv(d / f"{name}.csv")
+                frame.attrs.update(metric=saved_metric, split="test")
+                frames[name] = frame
+        if "removal" in frames:
+            return frames, saved_metric
+    metric_name = metric or options.get("metric") or default
+    if "removal" not in frames:
+        seed = int(options.get("seed") or 0)
+        model_name = model or options.get("model") or "logreg"
+        est = make_model(model_name, ds.task, seed) if isinstance(model_name, str) else model_name
+        frames["removal"] = ev.point_removal(result.values, ds, est, metric=metric_name,
+                                             fractions=fractions, random_state=seed,
+                                             n_jobs=n_jobs, progress=progress)
+    return frames, metric_name
+
+
+def _value_sections(d: Path, *, model: Any, metric: Any, fractions: Any, k: int,
+                    n_jobs: Any, progress: Any) -> list[Section]:
+    from .. import evaluate as ev
+
+    result = ValuationResult.load(d)
+    ds = Dataset.load(d / "dataset.npz")
+    if len(result) != ds.n_train:
+        raise InvalidDataError(
+            f"The result in {str(d)!r} has {len(result)} values but dataset.npz has "
+            f"{ds.n_train} training rows."
+        )
+    run = _read_json(d / "run.json") if (d / "run.json").is_file() else {}
+    options = run.get("options", {}) if isinstance(run, dict) else {}
+    known = len(ds.noisy_indices) > 0
+    params = ", ".join(f"{k_}={v}" for k_, v in result.params.items()
+                       if v is not None and k_ != "progress")
+    pairs = [("data", ds.describe()), ("method", result.method), ("parameters", params or "–"),
+             ("wall time (s)", result.wall_time), ("status", result.status),
+             ("library version", result.library_version)]
+    body = h.kv(pairs)
+    if known:
+        det = ev.noisy_detection(result.values, ds.noisy_indices)
+        rows = [("AUC", det["auc"], "0.5 = guessing, 1 = every corrupted example below every "
+                 "clean one"),
+                ("F1 (two-cluster)", det["f1_kmeans"], "the low group of a 2-means split of the "
+                 "values, flagged as corrupted"),
+                (f"precision at {det['k']}", det["precision_at_k"],
+                 f"share of the {det['k']} lowest values that were corrupted")]
+        body += "<h3>Finding the corrupted examples</h3>" + h.table(
+            ["score", "value", "meaning"], rows, numeric=[False, True, False])
+    sections: list[Section] = [("summary", "Summary", body)]
+
+    if known:  # the left panel is the histogram of corrupted and clean values
+        dist = _fig(ev.plot_noisy_detection(result.values, ds.noisy_indices),
+                    "Value histogram and detection of corrupted examples",
+                    "Left: values of corrupted and clean training examples. Right: share of the "
+                    "corrupted examples found when inspecting the lowest values first.")
+    else:
+        dist = _fig(ev.plot_values(result.values), "Histogram of the data values",
+                    "Values of the training examples.")
+    sections.append(("values", "Value distribution and detection", dist))
+
+    frames, metric_name = _curves(d, ds, result, options, model, metric, fractions, n_jobs,
+                                  progress)
+    body = _fig(ev.plot_point_removal(frames["removal"]), "Point removal curves",
+                f"Test {metric_name} after removing training examples in order of value; good "
+                "values make it fall fastest when the most valuable go first.")
+    if "addition" in frames:
+        body += _fig(ev.plot_point_addition(frames["addition"]), "Point addition curves")
+    means = pd.DataFrame([{"curve": name, **ev.summarize_curve(f)} for name, f in frames.items()])
+    body += h.frame_table(means, caption=f"Mean test {metric_name} over the fractions")
+    sections.append(("curves", "Removal and addition curves", body))
+
+    if (d / "clean.json").is_file():
+        sections.append(("clean", "Cleaning", _clean_html(d)))
+    if (d / "fix.json").is_file():
+        sections.append(("fix", "Fixing mislabeled examples", _fix_html(d)))
+    sections.append(("examples", "Most harmful and most helpful training examples",
+                     _examples_html(ds, result.values, k)))
+    return sections
+
+
+def _clean_html(d: Path) -> str:
+    s = _read_json(d / "clean.json")
+    verb = "dropped" if s.get("mode") == "drop" else f"down-weighted to {s.get('weight')}"
+    pairs = [("rows " + verb, f"{s.get('n_flagged')} ({s.get('fraction', 0):.1%}, lowest values)"),
+             (f"test {s.get('metric')} before", s.get("score_before")),
+             (f"test {s.get('metric')} after", s.get("score_after"))]
+    if s.get("n_noisy_flagged") is not None:
+        pairs.append(("of them corrupted", s["n_noisy_flagged"]))
+    body = h.kv(pairs)
+    if (d / "clean.png").is_file():
+        body += _png_file(d / "clean.png", "Test score against the fraction cleaned")
+    return body
+
+
+def _fix_html(d: Path) -> str:
+    s = _read_json(d / "fix.json")
+    frac = s.get("fraction_checked", 0)
+    rows = [(name, r["fraction_found"], r["score"]) for name, r in s.get("rankings", {}).items()]
+    body = h.kv([("flipped labels", s.get("n_flipped")),
+                 (f"test {s.get('metric')} with the flips", s.get("score_noisy")),
+                 (f"test {s.get('metric')} with every label fixed", s.get("score_all_fixed"))])
+    body += h.table(["review order", f"flips found checking {frac:.0%}",
+                     f"test {s.get('metric')} after fixing them"], rows,
+                    numeric=[False, True, True])
+    if (d / "fix.png").is_file():
+        body += _png_file(d / "fix.png", "Flipped labels found and test score after fixing",
+                          "Koh & Liang (2017), Sec. 5.4: reviewing training labels in ranked "
+                          "order.")
+    return body
+
+
+# ---------------------------------------------------------------------------- compare folders
+def _compare_sections(d: Path, k: int) -> list[Section]:
+    from ..compare import load_comparison
+
+    comp = load_comparison(d)
+    cfg = comp.config
+    methods = [m for m in cfg.get("methods", []) if m in set(comp.table["method"])]
+    params = "; ".join(f"{m}: {', '.join(f'{a}={b}' for a, b in p.items())}"
+                       for m, p in cfg.get("params", {}).items() if p) or "method defaults"
+    body = h.kv([("data", cfg.get("data")), ("methods", ", ".join(methods)),
+                 ("seeds", ", ".join(map(str, cfg.get("seeds", [])))),
+                 ("corrupted", f"{cfg.get('noise_rate')} ({cfg.get('noise_kind')})"),
+                 ("model", cfg.get("model")),
+                 ("metric", cfg.get("metric") or ", ".join(sorted(set(comp.table["metric"])))),
+                 ("budgets and options", params),
+                 ("total time (s)", cfg.get("total_time"))])
+    table = comp.format_summary().rename(columns=_LABELS)
+    body += h.frame_table(table, caption="Mean ± sd over seeds")
+    body += ("<p class='muted'>F1 and AUC: finding the corrupted training examples (higher is "
+             "better). Removal curves: mean test score over the fractions removed — after "
+             "removing the most valuable first (lower is better) or the least valuable first "
+             "(higher is better). Addition: training on the most valuable first (higher is "
+             "better). Wall time: seconds in fit.</p>")
+    failed = comp.table[comp.table["status"] == "failed"]
+    if len(failed):
+        body += "<h3>Failed runs</h3>" + h.frame_table(failed[["method", "seed", "error"]])
+    sections: list[Section] = [("compare", "Comparison of methods", body)]
+    if comp.summary["auc_mean"].notna().any():
+        sections.append(("compare-detection", "Detection of corrupted examples by method",
+                         _fig(plot_compare_detection(comp.summary), "Detection by method")))
+    if not comp.curves.empty:
+        metric = cfg.get("metric") or str(comp.table["metric"].iloc[0])
+        body = "".join(_fig(plot_compare_curves(comp.curves, e, methods, metric),
+                            f"{e} curves by method", f"Mean over seeds, {e}.")
+                       for e in ("removal", "addition"))
+        sections.append(("compare-curves", "Removal and addition curves by method", body))
+    seed = min(comp.datasets) if comp.datasets else None
+    if seed is not None:
+        ds = comp.datasets[seed]
+        res = {m: comp.results[(m, seed)] for m in methods if (m, seed) in comp.results}
+        if res:
+            sections.append(("compare-values", f"Value distributions (seed {seed})",
+                             _fig(plot_compare_values(res, ds), "Value histograms by method")))
+            best = _best_method(comp.summary, list(res))
+            sections.append(("compare-examples", f"Most harmful and most helpful training examples "
+                             f"({best}, seed {seed})",
+                             _examples_html(ds, res[best].values, k)))
+    cols = [c for c in ("method", "seed", "status", "wall_time", "f1_kmeans", "auc",
+                        "removal_most_valuable_first", "removal_least_valuable_first",
+                        "addition_most_valuable_first") if c in comp.table]
+    sections.append(("compare-runs", "Every run",
+                     h.frame_table(comp.table[cols].rename(columns=_LABELS))))
+    return sections
+
+
+def _best_method(summary: pd.DataFrame, candidates: list[str]) -> str:
+    s = summary.set_index("method").loc[candidates]
+    if s["auc_mean"].notna().any():
+        return str(s["auc_mean"].idxmax())
+    return candidates[0]
+
+
+# ---------------------------------------------------------------------------- explanations
+def _explain_sections(d: Path, k: int, max_examples: int = 12) -> list[Section]:
+    explanations, ds = load_explanations(d)
+    mask = ds.noise_mask
+    first = explanations[0]
+    parts = [f"<p>Influence functions (Koh &amp; Liang 2017), model <b>{h.esc(first.model)}</b>,"
+             f" solver {h.esc(first.solver)}. Score: the predicted change of the test example's "
+             "loss if the training example were removed and the model retrained; positive = it "
+             "helped this prediction.</p>"]
+    for e in explanations[:max_examples]:
+        head = [f"test #{e.test_index}", f"label {ds.label_name(e.test_label)}",
+                f"predicted {ds.label_name(e.predicted_label)}", f"loss {e.test_loss:.3g}"]
+        groups = []
+        for title, idx_list, score_list in (("Most helpful", e.helpful, e.helpful_scores),
+                                            ("Most harmful", e.harmful, e.harmful_scores)):
+            idx = np.asarray(idx_list[:k], dtype=np.int64)
+            scores = list(score_list[:k])
+            if is_image(ds):
+                caps = [[f"#{j}  {s:+.3g}", f"label {ds.label_name(ds.y_train[j].item())}"]
+                        for j, s in zip(idx, scores, strict=True)]
+                inner = cards(ds, ds.x_train[idx], caps, flags=mask[idx], alt=title)
+            else:
+                inner = rows_table(ds, ds.x_train[idx], {
+                    "index": [int(j) for j in idx], "score": scores,
+                    "label": [ds.label_name(ds.y_train[j].item()) for j in idx]},
+                    flags=mask[idx])
+            groups.append(f'<div class="group"><h3>{title}</h3>{inner}</div>')
+        if is_image(ds):
+            query = cards(ds, ds.x_test[[e.test_index]], [head], query=[True],
+                          alt="test example")
+        else:
+            query = (f"<p><b>{h.esc(', '.join(head))}</b></p>"
+                     f"<p class='muted'>{h.esc(features_text(ds, ds.x_test[e.test_index]))}</p>")
+        parts.append(f'<div class="explain"><div>{query}</div>{"".join(groups)}</div>')
+    if mask.any():
+        parts.append("<p class='muted'>Highlighted: training examples corrupted on purpose.</p>")
+    if len(explanations) > max_examples:
+        parts.append(f"<p class='muted'>{len(explanations) - max_examples} more explanation "
+                     "files in the folder.</p>")
+    return [("explain", "Explanations: training examples behind test predictions",
+             "".join(parts))]
+
+
+# ---------------------------------------------------------------------------- entry point
+def build_report(
+    directory: str | os.PathLike,
+    out: str | os.PathLike | None = None,
+    *,
+    model: Any = None,
+    metric: str | None = None,
+    fractions: Any = None,
+    k: int = 8,
+    n_jobs: int | None = None,
+    progress: bool | None = None,
+) -> Path:
+    """Write one self-contained HTML report of a results folder and return its path.
+
+    The folder may hold a valuation (``datavalue value``: result.json + dataset.npz, with
+    ``evaluate``, ``clean`` and ``fix`` outputs if present), a comparison (``datavalue
+    compare``: compare.json) and/or explanations (explanation.json files with dataset.npz, see
+    :mod:`datavalue.report.explain`); every part found gets its sections. Figures are embedded
+    as base64 PNG, so the file opens offline and can be mailed.
+
+    Parameters
+    ----------
+    directory : path
+    out : path or None
+        Where to write (default ``directory/report.html``).
+    model, metric, fractions :
+        For a valuation without saved curves (``evaluate`` not run), the model, metric and
+        fractions of the removal curve computed here (default: those of the run, logreg).
+        Giving any of them recomputes the curve.
+    k : int
+        Harmful and helpful examples shown (and neighbours per explained example).
+    n_jobs, progress : for the curve's fits.
+    """
+    d = Path(directory)
+    if not d.is_dir():
+        raise InvalidParameterError(f"The folder {str(d)!r} does not exist.")
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise InvalidParameterError(f"The 'k' parameter must be a positive int. Got {k!r}.")
+    sections: list[Section] = []
+    kinds = []
+    if (d / "compare.json").is_file():
+        sections += _compare_sections(d, k)
+        kinds.append("comparison")
+    if (d / "result.json").is_file() and (d / "dataset.npz").is_file():
+        sections += _value_sections(d, model=model, metric=metric, fractions=fractions, k=k,
+                                    n_jobs=n_jobs, progress=progress)
+        kinds.append("valuation")
+    if explanation_files(d):
+        sections += _explain_sections(d, k)
+        kinds.append("explanation")
+    if not sections:
+        raise InvalidParameterError(
+            f"{str(d)!r} holds no results: give a folder written by 'datavalue value', "
+            "'datavalue compare' or 'datavalue explain' (result.json + dataset.npz, "
+            "compare.json, or explanation.json + dataset.npz)."
+        )
+    from .. import __version__
+
+    subtitle = (f"{' + '.join(kinds).capitalize()} in {d.resolve()}; written "
+                f"{time.strftime('%Y-%m-%d %H:%M')} by datavalue {__version__}.")
+    html = h.page(f"datavalue report: {d.resolve().name}", subtitle, sections)
+    path = Path(out) if out is not None else d / "report.html"
+    atomic_write_text(path, html)
+    return path

@@ -1,0 +1,136 @@
+"""Training examples as people read them: small images for image data, feature rows otherwise.
+
+Images (data sets with ``image_shape``, e.g. digits' 8x8) are encoded straight to PNG here (a
+dozen lines of zlib and struct, no figure per example), in the data's original units
+(:meth:`Dataset.raw_features`), dark = high as in the usual digit plots. Tabular examples are
+shown as ``name=value`` text that wraps, skipping one-hot columns that are 0, so 80 features fit
+in a column of a table.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from ..data import Dataset
+from ._html import esc, fmt, img, table
+
+__all__ = ["png_image", "example_png", "features_text", "cards", "rows_table", "is_image"]
+
+_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _chunk(tag: bytes, data: bytes) -> bytes:
+    return (struct.pack(">I", len(data)) + tag + data
+            + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF))
+
+
+def png_image(pixels: np.ndarray, scale: int = 1) -> bytes:
+    """PNG bytes of a uint8 image: (h, w) grey or (h, w, 3) RGB, each pixel ``scale`` x
+    ``scale`` (nearest neighbour, so small images stay sharp)."""
+    a = np.asarray(pixels, dtype=np.uint8)
+    if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] != 3):
+        raise ValueError(f"png_image needs an (h, w) or (h, w, 3) array; got shape {a.shape}.")
+    a = np.repeat(np.repeat(a, scale, axis=0), scale, axis=1)
+    h, w = a.shape[:2]
+    color = 0 if a.ndim == 2 else 2
+    rows = a.reshape(h, -1)
+    raw = b"".join(b"\x00" + rows[i].tobytes() for i in range(h))  # filter 0 on every row
+    header = struct.pack(">IIBBBBB", w, h, 8, color, 0, 0, 0)
+    return (_PNG_MAGIC + _chunk(b"IHDR", header) + _chunk(b"IDAT", zlib.compress(raw, 9))
+            + _chunk(b"IEND", b""))
+
+
+def is_image(ds: Dataset) -> bool:
+    shape = ds.image_shape
+    return shape is not None and int(np.prod(shape)) == ds.n_features and len(shape) in (2, 3)
+
+
+class _Pixels:
+    """Maps raw feature values of one data set to 0..255 with the same range for every image."""
+
+    def __init__(self, ds: Dataset) -> None:
+        raw = np.asarray(ds.raw_features(ds.x_train), dtype=np.float64)
+        self.low, self.high = float(np.min(raw)), float(np.max(raw))
+        self.shape = tuple(int(s) for s in ds.image_shape or ())
+        self.ds = ds
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        raw = np.asarray(self.ds.raw_features(np.asarray(x)[None, :]), dtype=np.float64)[0]
+        span = self.high - self.low if self.high > self.low else 1.0
+        level = np.clip((raw - self.low) / span, 0.0, 1.0)
+        if len(self.shape) == 2:
+            level = 1.0 - level  # dark ink on white paper
+        return np.round(level * 255).astype(np.uint8).reshape(self.shape)
+
+
+def example_png(ds: Dataset, x: np.ndarray, pixels: _Pixels | None = None) -> bytes:
+    """One example of an image data set as a PNG about 96 pixels wide."""
+    pixels = pixels or _Pixels(ds)
+    image = pixels(x)
+    scale = max(1, 96 // max(image.shape[:2]))
+    return png_image(image, scale)
+
+
+def _number(v: float) -> str:
+    """Whole numbers in full (fnlwgt=91580, not 9.158e+04), others to 4 significant digits."""
+    if abs(v) < 1e-9:
+        return "0"
+    if abs(v) < 1e12 and abs(v - round(v)) <= 1e-9 * max(1.0, abs(v)):
+        return str(int(round(v)))
+    return fmt(v, 4)
+
+
+def features_text(ds: Dataset, x: np.ndarray, *, limit: int = 60) -> str:
+    """``name=value`` pairs in original units; one-hot columns (``name=level``) shown only when
+    set, as the level name alone."""
+    raw = np.asarray(ds.raw_features(np.asarray(x)[None, :]), dtype=np.float64)[0]
+    parts = []
+    for name, v in zip(ds.feature_names, raw, strict=True):
+        if "=" in name and abs(v) < 1e-9:
+            continue
+        if "=" in name and abs(v - 1.0) < 1e-9:
+            parts.append(name)
+        else:
+            parts.append(f"{name}={_number(v)}")
+    more = f", … ({len(parts) - limit} more)" if len(parts) > limit else ""
+    return ", ".join(parts[:limit]) + more
+
+
+def _caption_lines(lines: Sequence[str]) -> str:
+    return "<br>".join(esc(s) for s in lines)
+
+
+def cards(ds: Dataset, x: np.ndarray, captions: Sequence[Sequence[str]], *,
+          flags: Sequence[bool] | None = None, query: Sequence[bool] | None = None,
+          alt: str = "example") -> str:
+    """Image examples as a wrapping row of cards (image + caption lines)."""
+    pixels = _Pixels(ds)
+    out = ['<div class="cards">']
+    for i, lines in enumerate(captions):
+        klass = "card"
+        if flags is not None and flags[i]:
+            klass += " flag"
+        if query is not None and query[i]:
+            klass += " query"
+        out.append(f'<div class="{klass}">{img(example_png(ds, x[i], pixels), f"{alt} {i + 1}")}'
+                   f"<div>{_caption_lines(lines)}</div></div>")
+    out.append("</div>")
+    return "".join(out)
+
+
+def rows_table(ds: Dataset, x: np.ndarray, columns: dict[str, Sequence[Any]], *,
+               flags: Sequence[bool] | None = None) -> str:
+    """Tabular examples: the given columns, then a wrapping ``features`` column."""
+    header = [*columns, "features"]
+    n = len(x)
+    rows = [[*(columns[c][i] for c in columns), features_text(ds, x[i])] for i in range(n)]
+    numeric = [all(isinstance(v, int | float | np.number) and not isinstance(v, bool)
+                   for v in columns[c]) for c in columns] + [False]
+    classes = ["flag" if flags is not None and flags[i] else "" for i in range(n)]
+    short = [True] * len(columns) + [False]
+    return table(header, rows, numeric=numeric, row_classes=classes, short=short)
