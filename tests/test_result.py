@@ -50,6 +50,13 @@ def test_saved_folder_is_readable_by_people(tmp_path):
     frame = pd.read_csv(tmp_path / "values.csv")
     np.testing.assert_array_equal(frame["value"].to_numpy(), r.values)  # %.17g is exact
     assert not list(tmp_path.glob(".*.tmp"))  # no temporary file left behind
+    import os
+    import stat
+
+    umask = os.umask(0)
+    os.umask(umask)
+    mode = stat.S_IMODE((tmp_path / "result.json").stat().st_mode)
+    assert mode == 0o666 & ~umask  # an ordinary file, not mkstemp's private 0600
 
 
 def test_failed_write_keeps_the_previous_result(tmp_path, monkeypatch):
