@@ -471,3 +471,22 @@ def test_new_command_errors_are_one_line(case, clean_run, tmp_path):
     for text in mentions:
         assert text in lines[0], lines[0]
     assert not (tmp_path / "o").exists()
+
+
+# ---------------------------------------------------------------------- explain
+def test_explain_prints_images_and_saves_for_the_report(tmp_path):
+    pytest.importorskip("torch")
+    out = tmp_path / "expl"
+    proc = run("explain", "--data", "digits", "--noise", "0.1", "--test-index", "3", "--top",
+               "3", "--out", out)
+    assert_ok(proc)
+    assert proc.stdout.count("train #") == 6
+    assert "[label was flipped]" in proc.stdout  # harmful examples of a 10%-noise digit
+    assert sum("@" in line for line in proc.stdout.splitlines()) >= 7 * 3  # 8x8 drawings
+    from datavalue.explain import Explanation
+
+    saved = Explanation.load(out)
+    ds = dv.Dataset.load(out / "dataset.npz")
+    assert saved.data_fingerprint == ds.fingerprint() and len(saved.helpful) == 3
+    bad = run("explain", "--data", "digits", "--test-index", "100000")
+    assert bad.returncode == 2 and "--test-index" in bad.stderr and "Traceback" not in bad.stderr
