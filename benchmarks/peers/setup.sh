@@ -24,7 +24,7 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 VENVS="$(dirname "$HERE")/.venvs"
 PYTHON="${PYTHON:-python3}"
 TORCH_VERSION="${TORCH_VERSION:-2.13.0}"
-PYDVL_SPEC="${PYDVL_SPEC:-pydvl[influence]==0.10.*}"
+PYDVL_SPEC="${PYDVL_SPEC:-pydvl==0.10.*}"
 OPENDATAVAL_SPEC="${OPENDATAVAL_SPEC:-opendataval==1.3.*}"
 # The peers get the scikit-learn of our own environment (if it exists), so that the decision
 # trees of Data-OOB and the LogisticRegression of LOO are the same code for everyone.
@@ -42,13 +42,10 @@ new_venv() {
 }
 
 setup_pydvl() {
-    # pyDVL's valuation methods need no torch, but the influence benchmarks (bench_influence.py)
-    # use the same environment for pydvl.influence, so the "influence" extra is installed too,
-    # with torch's CPU wheel pinned first. pydvl.valuation does not import torch.
+    # pyDVL's valuation methods (pydvl.valuation) need no torch: a plain install resolves.
     local dir="$VENVS/pydvl"
     new_venv pydvl
-    "$dir/bin/pip" install --quiet "torch==$TORCH_VERSION"
-    "$dir/bin/pip" install --quiet "torch==$TORCH_VERSION" "$PYDVL_SPEC" "$SKLEARN_SPEC"
+    "$dir/bin/pip" install --quiet "$PYDVL_SPEC" "$SKLEARN_SPEC"
 }
 
 setup_opendataval() {

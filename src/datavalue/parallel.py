@@ -57,10 +57,13 @@ def parallel_map(
     total: int | None = None,
     unit: str = "task",
     backend: str | None = None,
+    prefer: str | None = None,
 ) -> list[T]:
     """``[fn(t) for t in tasks]`` with joblib, in task order, with a progress bar.
 
-    A task that is a tuple is unpacked into positional arguments.
+    A task that is a tuple is unpacked into positional arguments. ``prefer="threads"`` suits
+    work that releases the GIL (numpy sorting and BLAS, tree fitting): no worker processes to
+    start and no data to copy; a backend set with ``joblib.parallel_config`` still wins.
     """
     tasks = list(tasks)
     total = len(tasks) if total is None else total
@@ -70,6 +73,8 @@ def parallel_map(
         kwargs["n_jobs"] = n_jobs
     if backend is not None:
         kwargs["backend"] = backend
+    if prefer is not None:
+        kwargs["prefer"] = prefer
     out: list[T] = []
     with progress_bar(total, desc, progress, unit) as bar:
         for r in Parallel(**kwargs)(calls):

@@ -468,6 +468,9 @@ class KNNShapley(Valuator):
                     progress=self.progress,
                     desc="KNN-Shapley",
                     unit="block",
+                    # numpy's sorts and BLAS release the GIL: threads avoid starting worker
+                    # processes (measured: 3.9 s of start-up on a 0.15 s 5000 x 1000 run).
+                    prefer="threads",
                 )
         finally:
             _release_work_buffers()  # those of this thread (sequential runs)
