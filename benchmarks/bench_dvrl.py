@@ -1,8 +1,18 @@
-"""DVRL benchmark, our side: wall time and flipped-label detection in the two settings of issue 5.
+"""DVRL benchmark: wall time and flipped-label detection in the two settings of issue 5.
 
 1. ``breast_cancer``: scikit-learn's breast cancer, 70% train / 30% validation, 10% of the
    training labels flipped. Target: OpenDataVal's DVRL reached a flip-detection AUC of 0.995 in
-   7.8 s on this machine; match the AUC in less time.
+   7.8 s on this machine; match the AUC in less time. OpenDataVal 1.3's DVRL runs side by side
+   in the same run, on the same arrays (``--peer``, on by default for the breast_cancer cases):
+   ``peers/run_opendataval.py --method dvrl`` in a fresh process with the python of
+   ``benchmarks/.venvs/opendataval``, through ``_harness.run_once``. Its settings are
+   OpenDataVal's defaults: ``DVRL(hidden_dim=100, layer_number=5, comb_dim=10, rl_epochs=1000,
+   rl_batch_size=32, lr=0.01, threshold=0.9, random_state=seed)`` (``--peer-iterations``
+   sets ``rl_epochs`` to our ``n_iterations`` instead), predictor ``"sklogreg"``
+   (``ClassifierSkLearnWrapper(LogisticRegression, 2)``, scikit-learn defaults), metric
+   accuracy, one torch thread. Timed there: ``train_data_values().evaluate_data_values()``,
+   as ``fit`` here (imports and the array conversion are not). OpenDataVal runs first, then
+   ours. Both AUCs come from ``dv.evaluate.noisy_detection`` on the values.
 2. ``adult``: 2,000 random rows of ``shared/data/adult.npz`` split 1,000 train / 400 validation /
    600 test, 20% of the training labels flipped, logistic-regression predictor, 2,000 outer
    iterations (the reference code's corrupted-sample experiment). Targets: < 40 s, k-means F1
@@ -15,6 +25,7 @@ Usage::
     .venv/bin/python benchmarks/bench_dvrl.py --seeds 0 1 2    # several seeds
     .venv/bin/python benchmarks/bench_dvrl.py --cases adult --json out.json
     .venv/bin/python benchmarks/bench_dvrl.py --params '{"baseline_window": 20}'
+    .venv/bin/python benchmarks/bench_dvrl.py --cases breast_cancer --no-peer   # ours only
 
 Times are wall-clock seconds of ``DVRL(...).fit`` alone; torch is imported before timing (it is
 imported lazily inside ``fit``, and imports are not counted for any library). ``cpu_s`` is the
@@ -27,6 +38,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -62,10 +75,49 @@ CASES: dict[str, tuple[Any, dict, dict]] = {
 }
 
 
-def run_case(name: str, seed: int, overrides: dict | None = None) -> dict[str, Any]:
+#: cases on which OpenDataVal's DVRL runs beside ours (``--peer``)
+PEER_CASES = ("breast_cancer", "breast_cancer-1000")
+
+
+def run_peer(ds: dv.Dataset, seed: int, workdir: Path, tag: str,
+             n_iterations: int | None = None) -> dict[str, Any]:
+    """OpenDataVal's DVRL on the arrays of ``ds``, in a fresh process (see the docstring)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import _harness as h
+
+    problem = h.ensure_peer("opendataval", install=False)
+    if problem:
+        return {"odv_status": f"unavailable: {problem}"}
+    data = workdir / f"{tag}.npz"
+    np.savez(data, x_train=ds.x_train, y_train=ds.y_train, x_valid=ds.x_valid,
+             y_valid=ds.y_valid)
+    params: dict[str, Any] = {"random_state": seed, "n_jobs": 1}
+    if n_iterations is not None:
+        params["n_iterations"] = n_iterations
+    out = h.run_once(h.peer_python("opendataval"), h.RUNNERS["opendataval"], data, "dvrl",
+                     params, workdir / f"{tag}-odv.json", timeout=600)
+    if out.status != "ok":
+        return {"odv_status": out.status}
+    report = dv.evaluate.noisy_detection(out.values, ds.noisy_indices)
+    return {
+        "odv_status": "ok", "odv_version": out.info.get("version"),
+        "odv_rl_epochs": n_iterations or 1000,
+        "odv_time_s": round(out.time_s, 2), "odv_cpu_s": round(out.info["cpu_s"], 2),
+        "odv_auc": round(report["auc"], 4), "odv_f1_kmeans": round(report["f1_kmeans"], 4),
+    }
+
+
+def run_case(name: str, seed: int, overrides: dict | None = None, *, peer: bool = False,
+             peer_iterations: bool = False, workdir: Path | None = None) -> dict[str, Any]:
     make_data, params, targets = CASES[name]
     params = {**params, **(overrides or {})}
     ds = make_data(seed)
+    peer_row: dict[str, Any] = {}
+    if peer and name in PEER_CASES:
+        # OpenDataVal first, then ours, on the same arrays, one after the other.
+        n_iter = params.get("n_iterations", 2000) if peer_iterations else None
+        peer_row = run_peer(ds, seed, workdir or Path(tempfile.mkdtemp()), f"{name}-{seed}",
+                            n_iter)
     est = DVRL(random_state=seed, progress=False, **params)
     wall, cpu = time.perf_counter(), time.process_time()
     est.fit(ds.x_train, ds.y_train, ds.x_valid, ds.y_valid)
@@ -85,6 +137,12 @@ def run_case(name: str, seed: int, overrides: dict | None = None) -> dict[str, A
                                                        == ds.y_test)), 4)
         row["test_acc_unweighted"] = round(float(np.mean(unweighted.predict(ds.x_test)
                                                          == ds.y_test)), 4)
+    if peer_row:
+        row.update(peer_row)
+        if peer_row.get("odv_status") == "ok":
+            row["time_ratio"] = round(row["time_s"] / peer_row["odv_time_s"], 3)
+            row["cpu_ratio"] = round(row["cpu_s"] / peer_row["odv_cpu_s"], 3)
+            row["auc_diff"] = round(row["auc"] - peer_row["odv_auc"], 4)
     checks = []
     for key, target in targets.items():
         # Compared at the precision the target is stated with (OpenDataVal's "0.995" is rounded).
@@ -103,6 +161,11 @@ def main() -> None:
     parser.add_argument("--params", type=json.loads, default={},
                         help='JSON object of DVRL parameters overriding the cases\' ones')
     parser.add_argument("--json", help="also write the rows to this JSON file")
+    parser.add_argument("--peer", action=argparse.BooleanOptionalAction, default=True,
+                        help="also run OpenDataVal's DVRL on the breast_cancer cases")
+    parser.add_argument("--peer-iterations", action="store_true",
+                        help="give OpenDataVal's DVRL our n_iterations as rl_epochs "
+                             "(default: its own default, 1000)")
     args = parser.parse_args()
 
     import torch  # noqa: F401  (imported before timing: see the module docstring)
@@ -111,10 +174,13 @@ def main() -> None:
     print(f"# DVRL benchmark (datavalue {dv.__version__}; load average {load:.1f} at start; "
           f"parameters {args.params or 'as in the cases'})\n")
     rows = []
-    for name in args.cases:
-        for seed in args.seeds:
-            rows.append(run_case(name, seed, args.params))
-            print(json.dumps(rows[-1]), flush=True)
+    with tempfile.TemporaryDirectory(prefix="bench_dvrl-") as workdir:
+        for name in args.cases:
+            for seed in args.seeds:
+                rows.append(run_case(name, seed, args.params, peer=args.peer,
+                                     peer_iterations=args.peer_iterations,
+                                     workdir=Path(workdir)))
+                print(json.dumps(rows[-1]), flush=True)
     columns = [c for c in rows[0] if any(c in r for r in rows)]
     for r in rows:
         columns += [c for c in r if c not in columns]
@@ -122,6 +188,21 @@ def main() -> None:
     print("|" + "---|" * len(columns))
     for r in rows:
         print("| " + " | ".join(str(r.get(c, "")) for c in columns) + " |")
+    side = [r for r in rows if r.get("odv_status") == "ok"]
+    if side:
+        print(f"\n## Side by side with OpenDataVal {side[0]['odv_version']} DVRL "
+              "(same run, same arrays; ratio = ours / OpenDataVal)\n")
+        print("| case | seed | ours iters | ours time_s | ours cpu_s | ours AUC | ODV rl_epochs "
+              "| ODV time_s | ODV cpu_s | ODV AUC | time ratio | cpu ratio | AUC diff |")
+        print("|" + "---|" * 13)
+        for r in side:
+            print(f"| {r['case']} | {r['seed']} | {r['n_iterations']} | {r['time_s']} | "
+                  f"{r['cpu_s']} | {r['auc']} | {r['odv_rl_epochs']} | {r['odv_time_s']} | "
+                  f"{r['odv_cpu_s']} | {r['odv_auc']} | {r['time_ratio']} | {r['cpu_ratio']} | "
+                  f"{r['auc_diff']:+} |")
+    for r in rows:
+        if r.get("odv_status") not in (None, "ok"):
+            print(f"\nOpenDataVal on {r['case']} seed {r['seed']}: {r['odv_status']}")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))
 

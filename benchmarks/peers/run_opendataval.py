@@ -10,6 +10,11 @@ own ``DataFetcher`` produces (float32 tensors, one-hot float labels) is not.
 - ``knn-shapley``: ``KNNShapley(k_neighbors=n_neighbors)`` (its default batch size, 32).
 - ``loo``: ``LeaveOneOut`` with ``ClassifierSkLearnWrapper(LogisticRegression, n_classes,
   max_iter=1000)`` and accuracy.
+- ``dvrl`` (``bench_dvrl.py``): ``DVRL`` with all its defaults (``hidden_dim=100,
+  layer_number=5, comb_dim=10, rl_epochs=1000, rl_batch_size=32, lr=0.01, threshold=0.9``;
+  ``rl_epochs`` can be overridden with the ``n_iterations`` parameter), the predictor
+  OpenDataVal calls ``"sklogreg"`` (``ClassifierSkLearnWrapper(LogisticRegression, n_classes)``,
+  scikit-learn's defaults) and accuracy; one torch thread.
 
 OpenDataVal has no ``n_jobs``: it runs in one process. For KNN-Shapley, torch's intra-op thread
 pool (distances and sort) gets ``n_jobs`` threads so it can use the same cores as everyone else.
@@ -18,6 +23,7 @@ pool (distances and sort) gets ``n_jobs`` threads so it can use the same cores a
 from __future__ import annotations
 
 import importlib.machinery
+import os
 import sys
 import types
 from pathlib import Path
@@ -75,7 +81,7 @@ def main() -> None:
     import opendataval
     import threadpoolctl
     import torch
-    from opendataval.dataval import DataOob, KNNShapley, LeaveOneOut
+    from opendataval.dataval import DVRL, DataOob, KNNShapley, LeaveOneOut
     from opendataval.metrics import accuracy
     from opendataval.model import ClassifierSkLearnWrapper
 
@@ -116,11 +122,22 @@ def main() -> None:
         evaluator.input_model_metric(
             ClassifierSkLearnWrapper(LogisticRegression, n_classes, max_iter=1000), accuracy
         )
+    elif args.method == "dvrl":
+        from sklearn.linear_model import LogisticRegression
+
+        dvrl_params = {"rl_epochs": int(p["n_iterations"])} if "n_iterations" in p else {}
+        evaluator = DVRL(random_state=seed, **dvrl_params)
+        evaluator.input_data(x_train, y_train, x_valid, y_valid)
+        evaluator.input_model_metric(
+            ClassifierSkLearnWrapper(LogisticRegression, n_classes), accuracy
+        )
     else:
         write_unavailable(args.out, f"OpenDataVal runner has no method {args.method!r}")
         return
 
+    t0 = os.times()
     values, seconds = timed(lambda: evaluator.train_data_values().evaluate_data_values())
+    t1 = os.times()
     write_result(
         args.out,
         seconds=seconds,
@@ -128,6 +145,7 @@ def main() -> None:
         library="OpenDataVal",
         version=opendataval.__version__,
         n_jobs=1,
+        cpu_s=(t1.user + t1.system) - (t0.user + t0.system),
         note=f"one process; torch threads = {torch_threads}, BLAS threads = 1",
     )
 
