@@ -11,6 +11,8 @@ A case file (``.npz``, written by ``bench_influence.py``) holds::
     widths          layer widths of the MLP, e.g. [64, 32, 10] (ReLU between layers);
                     for "logreg": [d, 1] (one logit, binary log-loss)
     W0, b0, W1, b1  the fitted weights (float64), layer by layer
+    bias            1 if the layers have biases; 0 for "logreg", whose inputs end with a
+                    constant column instead (every parameter under the same L2 penalty)
     weight_decay    L2 coefficient of the mean training objective
                     F = mean_i L(z_i) + weight_decay / 2 ||theta||^2 (MLP: every parameter;
                     logreg: the weights only, scikit-learn's 1 / (C n))
@@ -66,7 +68,27 @@ def load_case(path: str | os.PathLike) -> dict[str, Any]:
     case["kind"] = str(case["kind"])
     case["widths"] = [int(w) for w in case["widths"]]
     case["weight_decay"] = float(case["weight_decay"])
+    case["bias"] = bool(int(case.get("bias", 1)))
     return case
+
+
+def warmup_case(case: dict[str, Any]) -> dict[str, Any]:
+    """A tiny case of the same kind (4 features, 16 train and 4 test points, random weights):
+    runners solve it once, untimed, before the real one, so that one-time costs of the first
+    call in a process (lazy imports such as ``torch._dynamo`` under ``torch.func``, kernel
+    initialisation) are not counted, for every library alike."""
+    rng = np.random.default_rng(0)
+    widths = [4, 1] if case["kind"] == "logreg" else [4, 3, 3]
+    tiny: dict[str, Any] = {"kind": case["kind"], "widths": widths, "bias": case["bias"],
+                            "weight_decay": 0.1, "C": 1.0}
+    for k in range(len(widths) - 1):
+        tiny[f"W{k}"] = rng.normal(size=(widths[k + 1], widths[k]))
+        tiny[f"b{k}"] = rng.normal(size=widths[k + 1]) if case["bias"] else np.zeros(0)
+    classes = 2 if case["kind"] == "logreg" else widths[-1]
+    for name, n in (("train", 16), ("test", 4)):
+        tiny[f"x_{name}"] = rng.normal(size=(n, 4))
+        tiny[f"y_{name}"] = np.arange(n) % classes
+    return tiny
 
 
 def n_layers(case: dict[str, Any]) -> int:
@@ -90,11 +112,12 @@ def build_module(case: dict[str, Any], dtype=None, *, two_logits: bool = False):
         b = torch.as_tensor(case[f"b{k}"])
         if two_logits:
             w = torch.cat([-w / 2, w / 2])
-            b = torch.cat([-b / 2, b / 2])
-        lin = torch.nn.Linear(w.shape[1], w.shape[0])
+            b = torch.cat([-b / 2, b / 2]) if case["bias"] else b
+        lin = torch.nn.Linear(w.shape[1], w.shape[0], bias=case["bias"])
         with torch.no_grad():
             lin.weight.copy_(w)
-            lin.bias.copy_(b)
+            if case["bias"]:
+                lin.bias.copy_(b)
         layers.append(lin)
         if k < len(widths) - 2:
             layers.append(torch.nn.ReLU())
@@ -127,6 +150,7 @@ class Timer:
 
     def __init__(self) -> None:
         self.sections: dict[str, float] = {}
+        self.extra: dict[str, float] = {}  # measurements outside the total
         self._name: str | None = None
 
     def __call__(self, name: str) -> Timer:

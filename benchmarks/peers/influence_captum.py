@@ -16,7 +16,8 @@ with ``H`` the Hessian of the mean objective ``mean L + l2/2 ||theta||^2``: exac
 sign. (For logistic regression Captum's L2 term also covers the intercept, which scikit-learn
 does not penalise: a negligible difference at this C.)
 
-Timed: constructing ``NaiveInfluenceFunction`` (builds and decomposes the Hessian) plus
+Before the timed run the same code runs once, untimed, on a tiny case of the same kind
+(``_influence_common.warmup_case``). Timed: constructing ``NaiveInfluenceFunction`` (builds and decomposes the Hessian) plus
 ``influence((x_test, y_test))`` (the full matrix). Not timed: imports, loading, writing the
 checkpoint file Captum requires.
 """
@@ -30,21 +31,11 @@ from pathlib import Path
 import _influence_common as common
 
 
-def main() -> None:
-    args = common.parse_args()
-    p = args.params
-    import captum
+def compute(case: dict, p: dict, timer: common.Timer):
     import torch
+    from captum.influence import NaiveInfluenceFunction
     from torch.utils.data import DataLoader, TensorDataset
 
-    common.set_threads(p.get("threads", 1))
-    warnings.filterwarnings("ignore")
-    if args.method != "exact":
-        common.write_unavailable(args.out, f"Captum has no {args.method!r} influence solver")
-        return
-    from captum.influence import NaiveInfluenceFunction
-
-    case = common.load_case(args.data)
     dtype = getattr(torch, p.get("dtype", "float64"))
     torch.set_default_dtype(dtype)  # Captum builds its identity matrix in the default dtype
     net = common.build_module(case, dtype)
@@ -58,7 +49,6 @@ def main() -> None:
     n_params = sum(q.numel() for q in net.parameters())
     reg = n * (float(p.get("damping", 0.0)) + case["weight_decay"])
     loader = DataLoader(TensorDataset(xtr, ytr), batch_size=int(p.get("batch_size", n)))
-    timer = common.Timer()
     with tempfile.TemporaryDirectory() as tmp:
         checkpoint = str(Path(tmp) / "model.pt")
         torch.save(net.state_dict(), checkpoint)
@@ -69,12 +59,33 @@ def main() -> None:
             )
         with timer("scores"):
             scores = inf.influence((xte, yte))
+    info = {"class": "NaiveInfluenceFunction", "projection_dim": n_params, "hessian_reg": reg,
+            "loader_batch_size": loader.batch_size}
+    return scores, n_params, info
+
+
+def main() -> None:
+    args = common.parse_args()
+    p = args.params
+    import captum
+    import torch
+
+    common.set_threads(p.get("threads", 1))
+    warnings.filterwarnings("ignore")
+    if args.method != "exact":
+        common.write_unavailable(args.out, f"Captum has no {args.method!r} influence solver")
+        return
+    case = common.load_case(args.data)
+    warm = common.Timer()
+    with warm("warmup"):  # untimed, see _influence_common.warmup_case
+        compute(common.warmup_case(case), {**p, "n_test": None}, common.Timer())
+    timer = common.Timer()
+    scores, n_params, info = compute(case, p, timer)
     common.write_result(
         args.out, seconds=timer.total, scores=scores.detach().cpu().double().numpy(),
         library="Captum", version=captum.__version__, threads=torch.get_num_threads(),
-        fit_s=timer.sections["fit"], scores_s=timer.sections["scores"], n_params=n_params,
-        solver_info={"class": "NaiveInfluenceFunction", "projection_dim": n_params,
-                     "hessian_reg": reg, "loader_batch_size": loader.batch_size},
+        warmup_s=warm.sections["warmup"], fit_s=timer.sections["fit"],
+        scores_s=timer.sections["scores"], n_params=n_params, solver_info=info,
     )
 
 
