@@ -28,7 +28,8 @@ adult
     < 5 min; speed-up of 2 workers over 1 >= 1.8.
 
 Every run of the peers and adult cases is a fresh process started by ``_harness.run_once``
-(this file doubles as our runner script: ``bench_shapley.py --data ... --out ...``); it times
+(this file doubles as our runner script: ``bench_shapley.py --data ... --out ...``), free to run
+on any core (not pinned: see ``run_impls``) with its number of workers in "workers"; it times
 the valuation call only, and reports the CPU seconds of its process tree during that call
 (``cpu_s``) and the number of ``fit`` calls of the model (a ``LogisticRegression`` subclass
 that appends one byte per call to a file). OMP/OpenBLAS/MKL get one thread everywhere.
@@ -139,7 +140,7 @@ def runner_main() -> None:
         return
     a = load_arrays(args.data)
     p = args.params
-    n_jobs = int(p.get("n_jobs", 1))
+    n_jobs = int(p.get("workers", p.get("n_jobs", 1)))  # "workers": see run_impls
     count_file = Path(tempfile.mkdtemp(prefix="fits-")) / "count"
     count_file.touch()
     os.environ[_COUNT_ENV] = str(count_file)  # inherited by the workers started below
@@ -245,7 +246,12 @@ def run_impls(
             script = Path(__file__).resolve() if runner == "ours" else PEER_RUNNERS[runner]
             print(f"  {name}: {label} (run {rep + 1}/{repeats}) ...", end=" ", flush=True)
             out = workdir / name / f"{label.replace(' ', '_').replace(',', '')}-{rep}.json"
-            o = h.run_once(python, script, data, "tmc-shapley", params, out, timeout=timeout)
+            # _harness.run_env pins a run with n_jobs < cores to the first cores. On a shared
+            # machine whose other jobs are pinned there too, that halves a one-process run;
+            # so every run may use every core (BLAS/OpenMP threads are 1 everywhere) and the
+            # runners read their number of workers from "workers".
+            sent = {**params, "workers": params.get("n_jobs", 1), "n_jobs": os.cpu_count() or 1}
+            o = h.run_once(python, script, data, "tmc-shapley", sent, out, timeout=timeout)
             if o.status == "ok":
                 print(f"{o.time_s:.2f} s (cpu {o.info.get('cpu_s', float('nan')):.1f} s, "
                       f"load {os.getloadavg()[0]:.1f})", flush=True)

@@ -4,7 +4,7 @@ Started with ``benchmarks/.venvs/pydvl/bin/python``; the command line and the ou
 of ``benchmarks/_runner.py``::
 
     python pydvl_shapley.py --data CASE.npz --method tmc-shapley \
-        --params '{"n_permutations": 100, "n_jobs": 2, "random_state": 0}' --out OUT.json
+        --params '{"n_permutations": 100, "workers": 2, "random_state": 0}' --out OUT.json
 
 What runs (only ``fit`` is timed), pyDVL's documented TMC-Shapley with its own defaults except
 the stopping rule::
@@ -14,7 +14,7 @@ the stopping rule::
     TMCShapleyValuation(utility,
                         truncation=RelativeTruncation(rtol=0.01, burn_in_fraction=0.4),
                         is_done=MaxUpdates(n_permutations), seed=random_state)
-    with joblib.parallel_config(n_jobs=n_jobs): valuation.fit(train)
+    with joblib.parallel_config(n_jobs=workers): valuation.fit(train)
 
 ``RelativeTruncation(rtol=0.01, burn_in_fraction=0.4)`` is what ``TMCShapleyValuation`` uses
 when no truncation is given (stop a permutation once the score is within 1% of the full-data
@@ -123,7 +123,7 @@ def main() -> None:
 
     a = load_arrays(args.data)
     p = args.params
-    n_jobs = int(p.get("n_jobs", 1))
+    n_jobs = int(p.get("workers", p.get("n_jobs", 1)))  # bench_shapley passes "workers"
     n_permutations = int(p["n_permutations"])
     seed = int(p.get("random_state", 0))
     train = Dataset(a["x_train"], a["y_train"])
