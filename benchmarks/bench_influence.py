@@ -1,10 +1,10 @@
 """Influence functions: speed, memory and accuracy of every solver, against Captum and pyDVL.
 
-    .venv/bin/python benchmarks/bench_influence.py              # everything (~30-60 min, 2 cores)
+    .venv/bin/python benchmarks/bench_influence.py              # everything (~35 min on 2 cores)
     .venv/bin/python benchmarks/bench_influence.py --quick      # smoke test: small sizes, 1 repeat
     .venv/bin/python benchmarks/bench_influence.py --cases mlp,logreg --no-peers --repeats 3
 
-Cases (see ``CASES`` below and benchmarks/README.md):
+Cases (the jobs and solver options are in ``solver_configs``):
 
 ``mlp``
     A 64-32-10 ReLU MLP (2,410 parameters) trained here (seeded, full-batch L-BFGS on mean
@@ -12,24 +12,34 @@ Cases (see ``CASES`` below and benchmarks/README.md):
     test, a fixed permutation). The influence matrix of every test point on every training
     point with each solver, damping ``--damping``; Pearson against our exact (damped) solver.
     The same model, data and damping go to Captum's and pyDVL's solvers.
-``cost``
-    Read off the ``mlp`` runs: the time of the score matrix (``influence`` after ``fit``, the
-    factors / eigenvectors / Hessian cached) divided by the time of one pass of per-example
-    gradients over train + test (measured in the same process).
+``cost`` (read off the ``mlp`` runs)
+    The time of the score matrix with the solver's factors cached (``influence`` called again
+    after the timed run, training gradients recomputed) divided by the time of one pass of
+    per-example gradients over train + test, both measured in the same process.
 ``scale``
     20,000 train x 2,000 test points of ``make_classification`` (64 features, 10 classes), an
-    MLP 64-512-128-10 (100,234 parameters) trained here; ekfac and arnoldi: peak memory.
+    MLP 64-512-128-10 (100,234 parameters) trained here (Adam); ekfac and arnoldi: peak memory.
 ``logreg``
-    L2 logistic regression (scikit-learn, C=1, newton-cg to tol 1e-12) on digits 1-vs-7 (252
-    train, first 20 of the other 109 as test); Pearson of each solver's scores against actual
-    leave-one-out retraining (all 20 x 252 pairs; and, as in Koh & Liang Fig. 2, the 50 of
-    largest |influence| per test point).
+    L2 logistic regression (scikit-learn, C=1, newton-cg to tol 1e-12; the intercept as a
+    constant input column under the same penalty) on digits 1-vs-7 (252 train, first 20 of the
+    other 109 as test); Pearson of each solver's scores against actual leave-one-out retraining
+    (all 20 x 252 pairs; and, as in Koh & Liang Fig. 2, the 50 of largest |influence| per test
+    point).
 
 Every measurement is a fresh process (``benchmarks/_harness.py``: peak memory of the process
-tree, the runner's own timer around fit + scores only). Runs are interleaved over repeats and the
-median time is reported. Threads: ``--threads N`` (default 1) for every implementation: torch
-intra-op threads, OMP/BLAS variables, and the CPU affinity of the process (first N cores).
-Results: markdown tables on stdout and ``benchmarks/results/influence-<timestamp>.md/.json``.
+tree, the runner's own timer around fit + scores only); before the timed run, every runner
+solves a tiny case of the same kind once, untimed (``peers/_influence_common.warmup_case``), so
+that one-time costs of a fresh process (lazy imports, first calls) count for no library. Runs are
+interleaved over repeats and the median time is reported. Threads: ``--threads N`` (default 1,
+also ``--scale-threads``) for every implementation: torch intra-op threads, OMP/BLAS variables
+and the CPU affinity of the process (the harness pins to the first N cores).
+
+Runners: ``impl_influence_ours.py`` (our ``.venv``), ``peers/influence_captum.py``
+(``benchmarks/.venvs/captum``), ``peers/influence_pydvl.py`` (``benchmarks/.venvs/
+pydvl-influence``: pyDVL with its ``influence`` extra; not the ``pydvl`` environment of
+``run.py``, which ``peers/setup.sh`` rebuilds without torch). A missing environment is created
+on first use (torch's CPU wheel first, pinned). Results: markdown tables on stdout and
+``benchmarks/results/influence-<timestamp>.md/.json``.
 """
 
 from __future__ import annotations
@@ -705,6 +715,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--solvers", default=None,
                         help="only these solvers (comma-separated), e.g. exact,ekfac")
     parser.add_argument("--timeout", type=float, default=None, help="seconds per run")
+    parser.add_argument("--keep-scores", action="store_true",
+                        help="keep every run's score matrix (.npy) under "
+                             "benchmarks/.cache/influence-runs/")
     args = parser.parse_args(argv)
     args.repeats = args.repeats or (1 if args.quick else 3)
     timeout = args.timeout or (300 if args.quick else 1800)
@@ -746,6 +759,9 @@ def main(argv: list[str] | None = None) -> int:
         results = run_jobs(ready, path, repeats=repeats, timeout=timeout,
                            workdir=workdir) + skipped
         add_accuracy(results, path)
+        if not args.keep_scores:  # score matrices: ~5 MB per run (mlp), compared above
+            for npy in (workdir / name).glob("*.npy"):
+                npy.unlink()
         text = _section(name, results, meta, args)
         print("\n" + text, flush=True)
         sections.append(text)
