@@ -121,6 +121,45 @@ def test_hessian_matvec_and_dense_equal_autograd_hessian(mlp_data):
     assert op.n_params == m.n_params and op.n_samples == N and op.dtype == torch.float64
 
 
+def test_single_vector_products_equal_the_hessian(mlp_data):
+    """One vector goes through autograd double-backward, many through vmapped forward-over-
+    reverse: both must give the same H v (with the regulariser, over several batches)."""
+    net, x, y = mlp_data
+    m = _model(net)
+    ref = torch.autograd.functional.hessian(lambda f: _ref_objective(f, x, y, N), m.theta)
+    op = hessian_operator(m, x, y, batch_size=10, dense_cache_max_params=0)
+    v = torch.randn(3, m.n_params, dtype=torch.float64,
+                    generator=torch.Generator().manual_seed(1))
+    for row in v:
+        torch.testing.assert_close(op.matvec(row[None])[0], row @ ref, rtol=1e-10, atol=1e-12)
+    # A subset operator (unlearning) and a minibatch product go through the same path.
+    rows = torch.tensor([1, 2, 30])
+    sub = hessian_operator(m, x, y, rows=rows, n_total=N, batch_size=2)
+    ref_sub = torch.autograd.functional.hessian(
+        lambda f: _ref_objective(f, x[rows], y[rows], N), m.theta)
+    torch.testing.assert_close(sub.matvec(v[:1]), v[:1] @ ref_sub, rtol=1e-10, atol=1e-12)
+    reg = WD * v[:1]  # the regulariser's Hessian is WD * I, in every product once
+    torch.testing.assert_close(op.batch_matvec(v[:1], rows) - reg,
+                               (sub.matvec(v[:1]) - reg) * N / len(rows), rtol=1e-10, atol=1e-12)
+
+
+def test_operator_switches_to_a_cached_dense_hessian(mlp_data):
+    """After more than p vector products the operator builds H once and multiplies by it: the
+    products do not change, and dense() returns the same cached matrix."""
+    net, x, y = mlp_data
+    m = _model(net)
+    p = m.n_params
+    ref = torch.autograd.functional.hessian(lambda f: _ref_objective(f, x, y, N), m.theta)
+    op = hessian_operator(m, x, y, batch_size=10)
+    gen = torch.Generator().manual_seed(2)
+    for _ in range(3):  # 3 x (p // 2 + 1) > p vectors: the last call uses the cached H
+        v = torch.randn(p // 2 + 1, p, dtype=torch.float64, generator=gen)
+        torch.testing.assert_close(op.matvec(v), v @ ref, rtol=1e-10, atol=1e-12)
+    assert op.dense() is op.dense()
+    uncached = hessian_operator(m, x, y, batch_size=10, dense_cache_max_params=p - 1)
+    assert uncached.dense() is not uncached.dense()
+
+
 def test_gauss_newton_equals_jt_h_j(mlp_data):
     net, x, y = mlp_data
     m = _model(net)
@@ -220,8 +259,20 @@ def test_score_blocks_do_not_depend_on_block_size_or_caching(mlp_data, tmp_path)
 def test_group_blocks_merges_consecutive_rows_up_to_a_budget():
     blocks = [(slice(s, s + 2), torch.full((2, 3), float(s), dtype=torch.float64))
               for s in range(0, 10, 2)]
-    grouped = list(group_blocks(iter(blocks), max_bytes=4 * 3 * 8))  # two blocks per group
+    # Two blocks per group; yielded tensors live in one reused buffer, so copy them to keep.
+    grouped = [(rows, t.clone(), t.data_ptr())
+               for rows, t in group_blocks(iter(blocks), max_bytes=4 * 3 * 8)]
     assert [g[0] for g in grouped] == [slice(0, 4), slice(4, 8), slice(8, 10)]
     torch.testing.assert_close(torch.cat([g[1] for g in grouped]),
                                torch.cat([b[1] for b in blocks]))
+    assert grouped[0][2] == grouped[1][2]  # the merged groups share one buffer
+    assert grouped[2][2] == blocks[4][1].data_ptr()  # a lone block is passed through, not copied
     assert len(list(group_blocks(iter(blocks), max_bytes=0))) == 5
+    # A gap in the rows ends a group; the budget is in bytes of whole rows.
+    gap = [blocks[0], blocks[1], blocks[3]]
+    assert [r for r, _ in group_blocks(iter(gap), max_bytes=1e9)] == [slice(0, 4), slice(6, 8)]
+    big = [(slice(s, s + 1), torch.full((1, 3), float(s), dtype=torch.float64))
+           for s in range(7)]
+    out = [(r, t.clone()) for r, t in group_blocks(iter(big), max_bytes=3 * 3 * 8)]
+    assert [r for r, _ in out] == [slice(0, 3), slice(3, 6), slice(6, 7)]
+    torch.testing.assert_close(torch.cat([t for _, t in out]), torch.cat([t for _, t in big]))

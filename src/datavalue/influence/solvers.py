@@ -404,13 +404,51 @@ class ExactSolver(Solver):
 # --------------------------------------------------------------------------------------------
 
 
+def _negative_curvature_message(curvature: float, damping: float) -> str:
+    return (
+        f"CG met a direction of non-positive curvature dᵀ(H + λI)d = {curvature:.3g} "
+        f"(damping λ={damping:g}): H + λI is not positive definite at these parameters. "
+        "Increase the damping, use the Gauss-Newton Hessian, or the exact solver (which "
+        "handles indefinite H)."
+    )
+
+
+def _orthonormal_rows(w: Tensor, rtol: float = 1e-10) -> Tensor:
+    """Orthonormal rows spanning the numerically independent part of the rows of ``w``.
+
+    Rows are scaled to unit norm first (the span does not change, and rows of very different
+    size, e.g. converged and unconverged residuals, do not mask each other); directions of the
+    Gram matrix with eigenvalue below ``rtol`` times the largest are dropped (the rank-revealing
+    step of breakdown-free block CG), and a QR pass restores orthogonality to rounding."""
+    norms = w.norm(dim=1)
+    w = w[norms > 0] / norms[norms > 0, None]
+    if w.shape[0] == 0:
+        return w
+    evals, evecs = torch.linalg.eigh(w @ w.T)
+    keep = evals > rtol * evals.max()
+    basis = (evecs[:, keep] / evals[keep].sqrt()).T @ w
+    q, _ = torch.linalg.qr(basis.T)
+    return q.T.contiguous()
+
+
 class CGSolver(Solver):
     """Conjugate gradients (Hestenes & Stiefel 1952) on ``(H + λI) x = v``, all rows at once.
 
-    Each row has its own step sizes; a row stops when ``||r|| <= max(rtol ||v||, atol)`` and
-    leaves the batch, so later Hessian-vector products are only for the rows still running.
-    ``info_`` holds ``iterations`` (per row), ``residuals`` (final ``||r|| / ||v||`` per row,
-    from the recurrence) and ``converged`` (per row).
+    By default the rows are solved together by breakdown-free block CG (Ji & Li 2017, Alg. 2;
+    O'Leary 1980): the search space grows by one direction per unconverged row per iteration,
+    and every row is solved over the whole block Krylov space, so ``k`` right-hand sides need
+    far fewer iterations than ``k`` separate recurrences for the same Hessian-vector products
+    (influence on the digits MLP, 540 test gradients at rtol 1e-2: 20.9 s -> 2.3 s,
+    ``benchmarks/influence_proposals.py``, P2). Near-dependent search directions are dropped
+    (rank-revealing orthonormalisation), which is what makes it breakdown-free. Rows are taken
+    ``block_size`` at a time to bound memory (a few ``block_size x p`` matrices).
+
+    With ``block=False`` each row runs its own recurrence; a row stops when
+    ``||r|| <= max(rtol ||v||, atol)`` and leaves the batch.
+
+    ``info_`` holds ``iterations`` (per row: the iteration at which it converged, or the last
+    one), ``residuals`` (final ``||r|| / ||v||`` per row, from the recurrence) and
+    ``converged`` (per row).
 
     Parameters
     ----------
@@ -429,6 +467,11 @@ class CGSolver(Solver):
     on_negative_curvature : {"raise", "warn"}
         CG assumes ``H + λI`` positive definite; a direction with ``dᵀ(H + λI)d <= 0`` proves it is
         not. "raise": :class:`SolverError`; "warn": warn and stop those rows at their iterate.
+    block : bool
+        Block CG over all rows (default) or one recurrence per row.
+    block_size : int or None
+        Rows per block of block CG (None: as many as keep one ``block_size x p`` float64
+        matrix under 128 MB).
     """
 
     name = "cg"
@@ -439,6 +482,8 @@ class CGSolver(Solver):
         "preconditioner": [None, str, Solver, "callable"],
         "preconditioner_options": [dict, None],
         "on_negative_curvature": [Options({"raise", "warn"})],
+        "block": ["boolean"],
+        "block_size": [Interval(int, 1, None), None],
     }
 
     def __init__(
@@ -450,6 +495,8 @@ class CGSolver(Solver):
         preconditioner: str | Solver | Callable[[Tensor], Tensor] | None = None,
         preconditioner_options: dict | None = None,
         on_negative_curvature: str = "raise",
+        block: bool = True,
+        block_size: int | None = None,
     ) -> None:
         self.rtol = rtol
         self.atol = atol
@@ -457,6 +504,8 @@ class CGSolver(Solver):
         self.preconditioner = preconditioner
         self.preconditioner_options = preconditioner_options
         self.on_negative_curvature = on_negative_curvature
+        self.block = block
+        self.block_size = block_size
         super().__init__()
 
     def _fit(self, op: HessianOperator, damping: float) -> None:
@@ -478,6 +527,89 @@ class CGSolver(Solver):
         self.info_["converged"] = []
 
     def _solve(self, b: Tensor) -> Tensor:
+        if not self.block:
+            return self._solve_rows(b)
+        k, p = b.shape
+        size = self.block_size or max(1, 2**24 // p)
+        parts = [self._solve_block(b[start : start + size]) for start in range(0, k, size)]
+        x = torch.cat([part for part, _ in parts])
+        negative = torch.cat([neg for _, neg in parts])
+        self._report(k, negative)
+        return x
+
+    def _solve_block(self, b: Tensor) -> tuple[Tensor, Tensor]:
+        """Breakdown-free block PCG (Ji & Li 2017, Alg. 2) on the rows of ``b``; returns the
+        solutions and which rows stopped on non-positive curvature."""
+        op, damping = self._op, self.damping_
+        assert op is not None
+        k, p = b.shape
+        maxiter = self.maxiter if self.maxiter is not None else 10 * p
+        precondition = self._precondition or (lambda r: r)
+        x = torch.zeros_like(b)
+        r = b.clone()
+        b_norm = b.norm(dim=1)
+        threshold = torch.clamp(self.rtol * b_norm, min=self.atol)
+        r_norm = b_norm.clone()
+        iterations = torch.zeros(k, dtype=torch.long)
+        done = (r_norm <= threshold).cpu()
+        negative = torch.zeros(k, dtype=torch.bool)
+        d = _orthonormal_rows(precondition(r))
+        step = 0
+        while not bool(done.all()) and step < maxiter and d.shape[0]:
+            step += 1
+            hd = op.matvec(d) + damping * d
+            dhd = d @ hd.T
+            dhd = (dhd + dhd.T) / 2
+            chol, info = torch.linalg.cholesky_ex(dhd)
+            if int(info) != 0 or not bool(torch.isfinite(chol).all()):
+                curvature = float(torch.linalg.eigvalsh(dhd).min())
+                if self.on_negative_curvature == "raise":
+                    raise SolverError(_negative_curvature_message(curvature, damping))
+                negative |= ~done
+                break
+            alpha = torch.cholesky_solve(d @ r.T, chol)  # (m, k)
+            x += alpha.T @ d
+            r -= alpha.T @ hd
+            r_norm = r.norm(dim=1)
+            iterations[~done] = step
+            done |= (r_norm <= threshold).cpu()
+            if bool(done.all()):
+                break
+            z = precondition(r)
+            beta = -torch.cholesky_solve(hd @ z.T, chol)  # (m, k)
+            d = _orthonormal_rows(z + beta.T @ d)
+        converged = r_norm <= threshold
+        relative = (r_norm / torch.where(b_norm > 0, b_norm, 1)).cpu()
+        self.info_["iterations"] += iterations.tolist()
+        self.info_["residuals"] += relative.tolist()
+        self.info_["converged"] += converged.cpu().tolist()
+        return x, negative
+
+    def _report(self, k: int, negative: Tensor) -> None:
+        """Warn about the rows of the last solve that stopped on negative curvature or did not
+        converge."""
+        converged = torch.tensor(self.info_["converged"][-k:], dtype=torch.bool)
+        relative = torch.tensor(self.info_["residuals"][-k:], dtype=torch.float64)
+        negative = negative.cpu()
+        if negative.any():
+            warnings.warn(
+                f"CG met non-positive curvature on {int(negative.sum())} of {k} right-hand sides; "
+                "they stopped early. H + damping*I is not positive definite: increase damping.",
+                RuntimeWarning,
+                stacklevel=4,
+            )
+        failed = ~converged & ~negative
+        if failed.any():
+            maxiter = self.maxiter if self.maxiter is not None else 10 * self._op.n_params
+            warnings.warn(
+                f"CG did not converge on {int(failed.sum())} of {k} right-hand sides in "
+                f"{maxiter} iterations (largest relative residual {float(relative.max()):.2e}, "
+                f"rtol={self.rtol:g}). Increase maxiter or damping, or use a preconditioner.",
+                ConvergenceWarning,
+                stacklevel=4,
+            )
+
+    def _solve_rows(self, b: Tensor) -> Tensor:
         op, damping = self._op, self.damping_
         assert op is not None
         k, p = b.shape
@@ -505,10 +637,7 @@ class CGSolver(Solver):
                 rows = active[bad]
                 if self.on_negative_curvature == "raise":
                     raise SolverError(
-                        f"CG met a direction of non-positive curvature dᵀ(H + λI)d = "
-                        f"{float(curvature[bad].min()):.3g} (damping λ={damping:g}): H + λI is not "
-                        "positive definite at these parameters. Increase the damping, use the "
-                        "Gauss-Newton Hessian, or the exact solver (which handles indefinite H)."
+                        _negative_curvature_message(float(curvature[bad].min()), damping)
                     )
                 negative[rows] = True
                 active, d_a, hd, curvature = (
@@ -533,22 +662,7 @@ class CGSolver(Solver):
         self.info_["iterations"] += iterations.tolist()
         self.info_["residuals"] += relative.tolist()
         self.info_["converged"] += converged.cpu().tolist()
-        if negative.any():
-            warnings.warn(
-                f"CG met non-positive curvature on {int(negative.sum())} of {k} right-hand sides; "
-                "they stopped early. H + damping*I is not positive definite: increase damping.",
-                RuntimeWarning,
-                stacklevel=3,
-            )
-        failed = ~converged & ~negative
-        if failed.any():
-            warnings.warn(
-                f"CG did not converge on {int(failed.sum())} of {k} right-hand sides in "
-                f"{maxiter} iterations (largest relative residual {float(relative.max()):.2e}, "
-                f"rtol={self.rtol:g}). Increase maxiter or damping, or use a preconditioner.",
-                ConvergenceWarning,
-                stacklevel=3,
-            )
+        self._report(k, negative)
         return x
 
 
