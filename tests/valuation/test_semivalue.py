@@ -244,6 +244,24 @@ def test_identical_for_n_jobs_and_seeds():
     assert not np.array_equal(a.values_, c.values_)
 
 
+def test_convergence_stop_is_identical_for_n_jobs():
+    """Without a known sample bound, workers run ahead of the stopping check (tasks are
+    streamed, not dispatched round by round); work past the stopping round must be discarded,
+    so 1 and 2 workers stop at the same round with the same values."""
+    from datavalue.valuation.stopping import RelativeChange
+
+    ds = dv.load_dataset("iris", n_samples=45, random_state=0)
+    args = (ds.x_train, ds.y_train, ds.x_valid, ds.y_valid)
+    runs = [TMCShapley(stopping=RelativeChange(tolerance=0.2, window=8), round_size=4,
+                       n_jobs=n_jobs, progress=False, random_state=3).fit(*args).result_
+            for n_jobs in (1, 2)]
+    assert runs[0].status == runs[1].status == "converged"
+    assert runs[0].extra["stopped_by"] == runs[1].extra["stopped_by"]
+    np.testing.assert_array_equal(runs[0].counts, runs[1].counts)
+    np.testing.assert_array_equal(runs[0].values, runs[1].values)
+    np.testing.assert_array_equal(runs[0].stderr, runs[1].stderr)
+
+
 def test_bad_params():
     game = random_game(3, 0)
     with pytest.raises(InvalidParameterError, match="sampler"):

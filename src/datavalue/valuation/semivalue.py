@@ -2,7 +2,8 @@
 
 The engine draws samples (permutations or subsets, see :mod:`.sampling`) in *rounds* of a fixed
 size. Sample k is drawn from its own seed, ``SeedSequence(random_state, spawn_key=(k,))``, and
-the samples of a round are evaluated in parallel with joblib, then folded into running means and
+samples are evaluated in parallel with joblib as one stream of tasks (no barrier at the end of a
+round: a worker that finishes takes the next sample), then folded into running means and
 variances (Welford 1962) in index order. After each round the stopping criterion is asked
 whether to stop, and the state may be checkpointed. Hence:
 
@@ -16,11 +17,13 @@ point.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import itertools
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -160,6 +163,21 @@ class RunOutcome:
     elapsed: float
 
 
+@contextlib.contextmanager
+def _parallel(kwargs: dict[str, Any]) -> Iterator[tuple[Parallel, bool]]:
+    """A joblib ``Parallel`` with generator output if the active backend supports it; the
+    flag says whether it does."""
+    try:
+        parallel, streaming = Parallel(**kwargs), True
+    except ValueError as exc:
+        if "return_as" not in str(exc):
+            raise
+        rest = {k: v for k, v in kwargs.items() if k not in ("return_as", "pre_dispatch")}
+        parallel, streaming = Parallel(**rest), False
+    with parallel:
+        yield parallel, streaming
+
+
 def run_semivalue(
     game: Game,
     sampler: Sampler,
@@ -183,7 +201,8 @@ def run_semivalue(
     """
     n = game.n_players
     per_task = sampler.samples_per_task
-    round_size = round_size or 8 * per_task
+    # Rounds are whole tasks (MSR draws its subsets 32 to a task).
+    round_size = -(-(round_size or 8 * per_task) // per_task) * per_task
     estimates = _Estimates(n, isinstance(sampler, MSRSampler))
     entropy = np.random.SeedSequence(random_state).entropy
     n_samples = n_updates = n_truncated = 0
@@ -236,38 +255,72 @@ def run_semivalue(
             counts=estimates.counts(),
         )
 
-    parallel_kwargs: dict[str, Any] = {}
+    parallel_kwargs: dict[str, Any] = {"return_as": "generator", "pre_dispatch": "n_jobs"}
     if n_jobs is not None:
         parallel_kwargs["n_jobs"] = n_jobs
     stopped = n_samples > 0 and stopping(current())
+    limit = stopping.max_samples()
+    if limit is not None:  # the criterion is checked after whole rounds only
+        limit = -(-limit // round_size) * round_size
+    flag = {"stopped": stopped}
+
+    def stream(first: int) -> Any:
+        """Tasks from sample ``first`` on, until a round's check says stop (or the bound).
+
+        Workers never wait at the end of a round: joblib takes the next task from here as soon
+        as one finishes. Results still come back, and are folded in, in sample order; tasks
+        dispatched after the stopping round are computed and thrown away (at most one per
+        worker), so the values do not depend on n_jobs."""
+        k = first
+        while not flag["stopped"] and (limit is None or k < limit):
+            yield delayed(_evaluate_samples)(
+                game, sampler, [sample_seed(entropy, j) for j in range(k, k + per_task)]
+            )
+            k += per_task
+
+    def results(parallel: Parallel, streaming: bool, first: int) -> Any:
+        if streaming:
+            yield from parallel(stream(first))
+            return
+        tasks = stream(first)  # a backend without generator output (Ray): round by round
+        while batch := list(itertools.islice(tasks, round_size // per_task)):
+            yield from parallel(batch)
+
     try:
         # One BLAS thread in this process (joblib already limits its workers): utility calls
         # fit small models, where threads cost more than they bring (measured: a
         # LogisticRegression fit on 8 points took 6 ms single-threaded and 190 ms with default
         # threading on a loaded 2-core machine).
-        with joblib_backend(backend, ray_address), Parallel(**parallel_kwargs) as parallel, \
+        with joblib_backend(backend, ray_address), \
+                _parallel(parallel_kwargs) as (parallel, streaming), \
                 progress_bar(100, desc, progress, unit="%") as bar, \
                 threadpool_limits(limits=1, user_api="blas"):
             while not stopped:
-                seeds = [sample_seed(entropy, k) for k in range(n_samples, n_samples + round_size)]
-                blocks = [seeds[i : i + per_task] for i in range(0, round_size, per_task)]
-                results = parallel(delayed(_evaluate_samples)(game, sampler, b) for b in blocks)
-                for contribs, masks, calls, skipped in results:
+                in_round = 0
+                for contribs, masks, calls, skipped in results(parallel, streaming, n_samples):
+                    if flag["stopped"]:
+                        continue  # speculative work past the last round: discarded
                     for c, m in zip(contribs, masks, strict=True):
                         estimates.update(c, m)
                     n_updates += calls
                     n_truncated += skipped
-                n_samples += round_size
-                prog = current()
-                stopped = stopping(prog)
-                bar.n = int(100 * stopping.completion(prog))
-                bar.set_postfix(samples=n_samples, fits=n_updates, refresh=False)
-                bar.refresh()
-                if checkpoint is not None and (
-                    time.perf_counter() - last_save >= checkpoint_every or stopped
-                ):
-                    save()
-                    last_save = time.perf_counter()
+                    n_samples += per_task
+                    in_round += per_task
+                    if in_round < round_size:
+                        continue
+                    in_round = 0
+                    prog = current()
+                    stopped = flag["stopped"] = stopping(prog)
+                    bar.n = int(100 * stopping.completion(prog))
+                    bar.set_postfix(samples=n_samples, fits=n_updates, refresh=False)
+                    bar.refresh()
+                    if checkpoint is not None and (
+                        time.perf_counter() - last_save >= checkpoint_every or stopped
+                    ):
+                        save()
+                        last_save = time.perf_counter()
+                if not stopped:  # the bound was reached without the criterion firing
+                    limit = None
     except KeyboardInterrupt:
         save()  # the last complete round; resume continues from there
         raise

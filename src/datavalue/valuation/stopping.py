@@ -82,6 +82,11 @@ class StoppingCriterion:
         """How far along the run is, in [0, 1], for progress bars (0 if unknown)."""
         return 0.0
 
+    def max_samples(self) -> int | None:
+        """A number of samples at which this criterion is sure to have fired (None: no such
+        bound). The engine does not draw samples beyond it."""
+        return None
+
     def state_dict(self) -> dict[str, Any]:
         return {}
 
@@ -139,6 +144,10 @@ class _Or(_Composite):
     def completion(self, progress: RunProgress) -> float:
         return max(self.left.completion(progress), self.right.completion(progress))
 
+    def max_samples(self) -> int | None:
+        bounds = [b for b in (self.left.max_samples(), self.right.max_samples()) if b is not None]
+        return min(bounds) if bounds else None
+
 
 class _And(_Composite):
     symbol = "&"
@@ -154,6 +163,10 @@ class _And(_Composite):
 
     def completion(self, progress: RunProgress) -> float:
         return min(self.left.completion(progress), self.right.completion(progress))
+
+    def max_samples(self) -> int | None:
+        a, b = self.left.max_samples(), self.right.max_samples()
+        return None if a is None or b is None else max(a, b)
 
 
 def _positive_int(value: Any, name: str, owner: str) -> int:
@@ -188,6 +201,9 @@ class MaxSamples(StoppingCriterion):
 
     def completion(self, progress: RunProgress) -> float:
         return min(1.0, progress.n_samples / self.n)
+
+    def max_samples(self) -> int | None:
+        return self.n
 
     def __str__(self) -> str:
         return f"{type(self).__name__}({self.n})"
