@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 TORCH_VERSION ?= 2.13.0
 EXTRAS ?= torch,ray,dev
 
-.PHONY: demo test install bench lint clean
+.PHONY: demo test install bench bench-shapley bench-influence bench-dvrl bench-all lint clean
 
 $(BIN)/datavalue: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,8 +25,20 @@ demo: install
 test: install
 	OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 --timeout 900
 
+# Data-OOB, KNN-Shapley, LOO (~15 min); the other families have a benchmark each.
 bench: install
 	$(BIN)/python benchmarks/run.py
+
+bench-shapley: install
+	$(BIN)/python benchmarks/bench_shapley.py
+
+bench-influence: install
+	$(BIN)/python benchmarks/bench_influence.py
+
+bench-dvrl: install
+	$(BIN)/python benchmarks/bench_dvrl.py
+
+bench-all: bench bench-shapley bench-influence bench-dvrl
 
 lint: install
 	$(BIN)/ruff check src tests benchmarks

@@ -386,6 +386,33 @@ def test_torch_mlp_with_damping(mlp):
     assert isinstance(new, torch.nn.Sequential) and next(new.parameters()).dtype == torch.float32
 
 
+def test_low_rank_scores_equal_the_generic_path(mlp, tmp_path):
+    """Arnoldi (complement "drop") scores go through the rank-r space with cached projected
+    training gradients; they must equal <solve(test gradient), training gradient> / n computed
+    the generic way, on the first call, on a repeated call and into a memory map."""
+    net, x, y = mlp
+    xt, yt = x[:9] + 0.1, y[:9]
+    inf = InfluenceFunction(net, torch.nn.CrossEntropyLoss(), solver="arnoldi", damping=0.01,
+                            solver_options={"rank": 12}, batch_size=7).fit(x, y)
+    assert inf.solver_.factor() is not None
+    m = inf.model_
+    xq, yq = m.prepare(xt, yt, "x", "y")
+    from datavalue.influence.gradients import per_example_gradients
+
+    ref = (inf.solver_.solve(per_example_gradients(m, xq, yq))
+           @ per_example_gradients(m, inf._x, inf._y).T).numpy() / len(x)
+    first = inf.influence(xt, yt)
+    np.testing.assert_allclose(first, ref, rtol=1e-10, atol=1e-14)
+    np.testing.assert_array_equal(inf.influence(xt, yt), first)
+    mm = inf.influence(xt, yt, out=tmp_path / "low.npy")
+    np.testing.assert_array_equal(np.asarray(mm), first)
+    # A complement that is not zero has no low-rank form: the generic path.
+    tail = InfluenceFunction(net, torch.nn.CrossEntropyLoss(), solver="arnoldi", damping=0.01,
+                             solver_options={"rank": 12, "complement": "damping"}).fit(x, y)
+    assert tail.solver_.factor() is None
+    assert np.isfinite(tail.influence(xt, yt)).all()
+
+
 def test_torch_mlp_last_layer_and_gauss_newton(mlp):
     net, x, y = mlp
     xt, yt = x[:5] - 0.2, y[:5]

@@ -284,6 +284,7 @@ class InfluenceFunction(BaseEstimator):
         self.params_ = model.theta.detach().cpu().numpy().astype(np.float64)
         self.param_names_ = model.layout.names
         self._x, self._y = x, y
+        self._train_projection = None
         self._train_grads = TrainGradients(
             model, x, y, batch_size=self.batch_size, max_memory=float(self.max_memory)
         )
@@ -387,6 +388,8 @@ class InfluenceFunction(BaseEstimator):
         x, y = self._prepare(x_test, y_test)
         shape = (int(x.shape[0]), self.n_train_)
         target = open_score_file(out, shape) if out is not None else None
+        if self.solver_.factor() is not None:
+            return self._low_rank_scores(x, y, shape, target)
         return score_matrix(
             self._query_groups(x, y, "influence"),
             self._train_grads,
@@ -394,6 +397,32 @@ class InfluenceFunction(BaseEstimator):
             scale=1.0 / self.n_train_,
             out=target,
         )
+
+    def _low_rank_scores(self, x, y, shape: tuple[int, int], out: np.ndarray | None) -> np.ndarray:
+        """Scores through a low-rank inverse ``U^T diag(d) U`` (Arnoldi, complement "drop"):
+        ``(G_test U^T) diag(d) (G_train U^T)^T / n``. The projected training gradients
+        (``n x r``) are computed once and kept, so later queries cost one gradient pass over
+        the test points; and the product is r-dimensional instead of p-dimensional."""
+        from .gradients import iter_gradient_blocks
+
+        u, d = self.solver_.factor()
+        if self._train_projection is None:
+            self._train_projection = _torch().cat(
+                [g @ u.T for _, g in self._train_grads.blocks()]
+            )
+        train = self._train_projection.T
+        result = np.empty(shape, dtype=np.float64) if out is None else out
+        bar = progress_bar(-(-shape[0] // self.batch_size), "influence", self.progress,
+                           unit="block")
+        try:
+            for rows, g in iter_gradient_blocks(self.model_, x, y, batch_size=self.batch_size):
+                result[rows] = (((g @ u.T) * d) @ train).mul_(1.0 / self.n_train_).cpu().numpy()
+                bar.update(1)
+        finally:
+            bar.close()
+        if isinstance(result, np.memmap):
+            result.flush()
+        return result
 
     def _query_groups(self, x, y, desc: str) -> Iterator[tuple[slice, Any]]:
         """Preconditioned test gradients, grouped up to ``max_memory`` bytes when the training

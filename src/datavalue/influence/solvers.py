@@ -294,6 +294,13 @@ class Solver:
         self.info_["solve_time"] = self.info_.get("solve_time", 0.0) + time.perf_counter() - start
         return out[0] if squeeze else out
 
+    def factor(self) -> tuple[Tensor, Tensor] | None:
+        """A low-rank form ``(U, d)`` of the fitted inverse, ``solve(v) = ((v Uᵀ) * d) U``, if
+        the solver has one (None otherwise). Scores then factor through the rank-r space:
+        ``<solve(q), g> = <(q Uᵀ) * d, g Uᵀ>``, and projected training gradients can be
+        cached."""
+        return None
+
     def _fit(self, op: HessianOperator, damping: float) -> None:
         raise NotImplementedError
 
@@ -907,6 +914,11 @@ class ArnoldiSolver(Solver):
             eigenvalues=self.eigenvalues_.tolist(),
             ritz_residuals=(last * s[-1, order].abs()).tolist(),
         )
+
+    def factor(self) -> tuple[Tensor, Tensor] | None:
+        if self._op is None or self._tail:
+            return None
+        return self._u, 1.0 / self._damped
 
     def _solve(self, v: Tensor) -> Tensor:
         coef = v @ self._u.T
