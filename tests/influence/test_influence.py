@@ -519,3 +519,28 @@ def test_float32_is_close_to_float64(digits17, logreg17):
     f32 = InfluenceFunction(est, solver="exact", dtype="float32").fit(xtr, ytr)
     a, b = f32.influence(xte[:5], yte[:5]), inf.influence(xte[:5], yte[:5])
     assert np.corrcoef(a.ravel(), b.ravel())[0, 1] > 0.999
+
+
+def test_score_dtype(mlp):
+    """EK-FAC's score products run in float32 by default ("auto"): the scores differ from
+    float64 products by float32 rounding only (relative 1e-5 here, against EK-FAC's own
+    approximation error of order 10%); an explicit score_dtype wins, and exact stays float64."""
+    net, x, y = mlp
+    xt, yt = x[:8] + 0.1, y[:8]
+
+    def run(solver, score_dtype):
+        inf = InfluenceFunction(net, torch.nn.CrossEntropyLoss(), solver=solver, damping=0.01,
+                                score_dtype=score_dtype).fit(x, y)
+        return inf, inf.influence(xt, yt)
+
+    auto, s_auto = run("ekfac", "auto")
+    full, s_full = run("ekfac", "float64")
+    assert auto._score_dtype == torch.float32 and full._score_dtype == torch.float64
+    assert s_auto.dtype == np.float64 and not np.array_equal(s_auto, s_full)
+    np.testing.assert_allclose(s_auto, s_full, rtol=1e-4, atol=1e-5 * np.abs(s_full).max())
+    np.testing.assert_array_equal(auto.top_k(xt, yt, 3).helpful[:, :1],
+                                  full.top_k(xt, yt, 3).helpful[:, :1])
+    exact, _ = run("exact", "auto")
+    assert exact._score_dtype == torch.float64
+    with pytest.raises(InvalidParameterError, match="score_dtype"):
+        run("exact", "float16")

@@ -476,12 +476,18 @@ def score_matrix(
     *,
     scale: float,
     out: np.ndarray | None = None,
+    dtype: torch.dtype | None = None,
 ) -> np.ndarray:
     """Fill ``out[q, t] = scale * <Q_q, G_t>`` block by block: ``queries`` yields row blocks of
-    the (already preconditioned) query vectors, ``train`` the training gradients."""
+    the (already preconditioned) query vectors, ``train`` the training gradients. ``dtype``:
+    precision of the products (None: that of the vectors); the result is float64."""
     result = np.empty(shape, dtype=np.float64) if out is None else out
     for qrows, q in queries:
+        if dtype is not None:
+            q = q.to(dtype)
         for trows, g in train.blocks():
+            if dtype is not None:
+                g = g.to(dtype)
             result[qrows, trows] = (q @ g.T).mul_(scale).cpu().numpy()
     if isinstance(result, np.memmap):
         result.flush()

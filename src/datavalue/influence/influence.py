@@ -150,6 +150,11 @@ class InfluenceFunction(BaseEstimator):
     max_memory : float
         Bytes allowed for caching the ``n_train x p`` training gradients; above it they are
         recomputed block by block for every test block.
+    score_dtype : {"auto", "float64", "float32"}
+        Precision of the final products ``<(H + lambda I)^{-1} grad L(z_test), grad L(z_i)>``
+        (the largest computation for many test points). "auto": float32 after the (E)K-FAC
+        solvers, whose curvature approximation errs by far more than float32 rounding
+        (relative 1e-7; the product takes half the time), ``dtype`` otherwise.
     progress : bool or None
         Progress bars (None: only on a terminal).
 
@@ -183,6 +188,7 @@ class InfluenceFunction(BaseEstimator):
         "batch_size": [Interval(int, 1, None)],
         "solver_options": [dict, None],
         "max_memory": [Interval(float, 0, None)],
+        "score_dtype": [Options({"auto", "float64", "float32"})],
         "progress": ["boolean", None],
     }
 
@@ -202,6 +208,7 @@ class InfluenceFunction(BaseEstimator):
         dtype: Any = "float64",
         device: Any = None,
         max_memory: float = 2**30,
+        score_dtype: str = "auto",
         progress: bool | None = None,
     ) -> None:
         self.model = model
@@ -217,6 +224,7 @@ class InfluenceFunction(BaseEstimator):
         self.dtype = dtype
         self.device = device
         self.max_memory = max_memory
+        self.score_dtype = score_dtype
         self.progress = progress
 
     # ------------------------------------------------------------------ fitting
@@ -285,6 +293,11 @@ class InfluenceFunction(BaseEstimator):
         self.param_names_ = model.layout.names
         self._x, self._y = x, y
         self._train_projection = None
+        if self.score_dtype == "auto":
+            approximate = solver.name in ("ekfac", "kfac")
+            self._score_dtype = torch.float32 if approximate else dtype
+        else:
+            self._score_dtype = _resolve_dtype(self.score_dtype)
         self._train_grads = TrainGradients(
             model, x, y, batch_size=self.batch_size, max_memory=float(self.max_memory)
         )
@@ -396,6 +409,7 @@ class InfluenceFunction(BaseEstimator):
             shape,
             scale=1.0 / self.n_train_,
             out=target,
+            dtype=self._score_dtype,
         )
 
     def _low_rank_scores(self, x, y, shape: tuple[int, int], out: np.ndarray | None) -> np.ndarray:
@@ -525,7 +539,7 @@ class InfluenceFunction(BaseEstimator):
                 ("harmful_scores", np.float64))}
         for rows, u in self._query_groups(x, y, "top-k"):
             block = score_matrix(iter([(slice(0, u.shape[0]), u)]), self._train_grads,
-                                 (u.shape[0], n), scale=1.0 / n)
+                                 (u.shape[0], n), scale=1.0 / n, dtype=self._score_dtype)
             # Stable sort: ties are broken by the lower training index, deterministically.
             order = np.argsort(-block, axis=1, kind="stable")[:, :k]
             worst = np.argsort(block, axis=1, kind="stable")[:, :k]
