@@ -66,6 +66,9 @@ def compute(case: dict, method: str, p: dict, timer: common.Timer):
         model = common.build_module(case, getattr(torch, dtype))
         kwargs = {"loss": torch.nn.CrossEntropyLoss(), "weight_decay": case["weight_decay"]}
 
+    if p.get("cache_train_solves"):
+        kwargs["cache_train_solves"] = True
+
     floor = None
     if p.get("floor"):
         # One pass of per-example gradients over train + test, blocks discarded at once.

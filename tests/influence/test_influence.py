@@ -544,3 +544,29 @@ def test_score_dtype(mlp):
     assert exact._score_dtype == torch.float64
     with pytest.raises(InvalidParameterError, match="score_dtype"):
         run("exact", "float16")
+
+
+def test_cache_train_solves_gives_the_same_answers(digits17, logreg17):
+    """Solving for the training gradients once (cache_train_solves) and for the test gradients
+    per query are the same bilinear form (the inverse is symmetric): every view agrees to the
+    CG tolerance (rtol 1e-10, condition number ~1e3 here: 1e-6 relative is a safe bound)."""
+    xtr, ytr, xte, yte = digits17
+    est, _ = logreg17
+    opts = {"rtol": 1e-10}
+    plain = InfluenceFunction(est, solver="cg", solver_options=opts).fit(xtr, ytr)
+    cached = InfluenceFunction(est, solver="cg", solver_options=opts,
+                               cache_train_solves=True).fit(xtr, ytr)
+    xq, yq = xte[:12], yte[:12]
+    ref = plain.influence(xq, yq)
+    scale = np.abs(ref).max()
+    np.testing.assert_allclose(cached.influence(xq, yq), ref, rtol=1e-6, atol=1e-9 * scale)
+    assert cached._train_solved is not None and cached._train_solved.shape == (
+        len(xtr), cached.n_params_)
+    np.testing.assert_array_equal(cached.top_k(xq, yq, 5).helpful, plain.top_k(xq, yq, 5).helpful)
+    np.testing.assert_allclose(cached.self_influence(), plain.self_influence(), rtol=1e-6)
+    np.testing.assert_allclose(cached.summed_influence(xq, yq), plain.summed_influence(xq, yq),
+                               rtol=1e-6, atol=1e-9 * scale)
+    np.testing.assert_allclose(cached.params_influence([0, 5, 9]),
+                               plain.params_influence([0, 5, 9]), rtol=1e-6, atol=1e-12)
+    with pytest.raises(InvalidParameterError, match="max_memory"):
+        InfluenceFunction(est, solver="cg", cache_train_solves=True, max_memory=1000).fit(xtr, ytr)

@@ -37,6 +37,7 @@ __all__ = [
     "per_example_gradients",
     "iter_gradient_blocks",
     "TrainGradients",
+    "TensorBlocks",
     "hessian_operator",
     "mixed_input_gradients",
     "objective_gradient",
@@ -124,6 +125,23 @@ class TrainGradients:
                 yield rows, self._cache[rows]
         else:
             yield from iter_gradient_blocks(self.model, self.x, self.y, batch_size=self.batch_size)
+
+
+class TensorBlocks:
+    """A held ``(n, p)`` matrix served block by block like :class:`TrainGradients`."""
+
+    cacheable = True
+
+    def __init__(self, matrix: Tensor, batch_size: int) -> None:
+        self.matrix, self.batch_size = matrix, batch_size
+
+    @property
+    def n(self) -> int:
+        return int(self.matrix.shape[0])
+
+    def blocks(self) -> Iterator[tuple[slice, Tensor]]:
+        for rows in _batches(self.n, self.batch_size):
+            yield rows, self.matrix[rows]
 
 
 def objective_gradient(

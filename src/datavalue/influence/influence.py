@@ -150,6 +150,13 @@ class InfluenceFunction(BaseEstimator):
     max_memory : float
         Bytes allowed for caching the ``n_train x p`` training gradients; above it they are
         recomputed block by block for every test block.
+    cache_train_solves : bool
+        Solve ``(H + lambda I)^{-1} grad L(z_i)`` once for every training point (at the first
+        query) and keep the ``n_train x p`` result (it must fit ``max_memory``). Every later
+        influence, top-k, self-influence or summed query then costs one gradient pass over its
+        own points and a matrix product, instead of a solve per test point: for iterative
+        solvers (CG, LiSSA) and many queries. The scores are the same (the inverse is
+        symmetric), up to the solver's tolerance.
     score_dtype : {"auto", "float64", "float32"}
         Precision of the final products ``<(H + lambda I)^{-1} grad L(z_test), grad L(z_i)>``
         (the largest computation for many test points). "auto": float32 after the (E)K-FAC
@@ -189,6 +196,7 @@ class InfluenceFunction(BaseEstimator):
         "solver_options": [dict, None],
         "max_memory": [Interval(float, 0, None)],
         "score_dtype": [Options({"auto", "float64", "float32"})],
+        "cache_train_solves": ["boolean"],
         "progress": ["boolean", None],
     }
 
@@ -209,6 +217,7 @@ class InfluenceFunction(BaseEstimator):
         device: Any = None,
         max_memory: float = 2**30,
         score_dtype: str = "auto",
+        cache_train_solves: bool = False,
         progress: bool | None = None,
     ) -> None:
         self.model = model
@@ -225,6 +234,7 @@ class InfluenceFunction(BaseEstimator):
         self.device = device
         self.max_memory = max_memory
         self.score_dtype = score_dtype
+        self.cache_train_solves = cache_train_solves
         self.progress = progress
 
     # ------------------------------------------------------------------ fitting
@@ -293,6 +303,17 @@ class InfluenceFunction(BaseEstimator):
         self.param_names_ = model.layout.names
         self._x, self._y = x, y
         self._train_projection = None
+        self._train_solved = None
+        if self.cache_train_solves:
+            itemsize = torch.empty((), dtype=dtype).element_size()
+            needed = self.n_train_ * self.n_params_ * itemsize
+            if needed > self.max_memory:
+                raise InvalidParameterError(
+                    f"cache_train_solves=True keeps n_train x n_params = {self.n_train_} x "
+                    f"{self.n_params_} solved gradients ({needed / 2**20:.0f} MiB), more than "
+                    f"'max_memory' ({float(self.max_memory) / 2**20:.0f} MiB): raise max_memory "
+                    "or use cache_train_solves=False."
+                )
         if self.score_dtype == "auto":
             approximate = solver.name in ("ekfac", "kfac")
             self._score_dtype = torch.float32 if approximate else dtype
@@ -403,14 +424,43 @@ class InfluenceFunction(BaseEstimator):
         target = open_score_file(out, shape) if out is not None else None
         if self.solver_.factor() is not None:
             return self._low_rank_scores(x, y, shape, target)
+        queries, train = self._query_and_train(x, y, "influence")
         return score_matrix(
-            self._query_groups(x, y, "influence"),
-            self._train_grads,
+            queries,
+            train,
             shape,
             scale=1.0 / self.n_train_,
             out=target,
             dtype=self._score_dtype,
         )
+
+    def _solved_train(self):
+        """``(H + lambda I)^{-1} grad L(z_i)`` for every training point, ``(n_train, p)``,
+        solved once (``cache_train_solves=True``)."""
+        if self._train_solved is None:
+            torch = _torch()
+            bar = progress_bar(-(-self.n_train_ // self.batch_size), "solving training points",
+                               self.progress, unit="block")
+            parts = []
+            try:
+                for _, g in self._train_grads.blocks():
+                    parts.append(self.solver_.solve(g))
+                    bar.update(1)
+            finally:
+                bar.close()
+            self._train_solved = torch.cat(parts)
+        return self._train_solved
+
+    def _query_and_train(self, x, y, desc: str):
+        """The two sides of a score product: preconditioned test gradients against training
+        gradients, or (``cache_train_solves``) plain test gradients against the cached solved
+        training gradients."""
+        from .gradients import TensorBlocks, iter_gradient_blocks
+
+        if self.cache_train_solves:
+            solved = TensorBlocks(self._solved_train(), self.batch_size)
+            return iter_gradient_blocks(self.model_, x, y, batch_size=self.batch_size), solved
+        return self._query_groups(x, y, desc), self._train_grads
 
     def _low_rank_scores(self, x, y, shape: tuple[int, int], out: np.ndarray | None) -> np.ndarray:
         """Scores through a low-rank inverse ``U^T diag(d) U`` (Arnoldi, complement "drop"):
@@ -452,6 +502,9 @@ class InfluenceFunction(BaseEstimator):
         """``influence(x_test, y_test).sum(axis=0)`` with one linear solve: the predicted change
         of the *total* test loss when each training example is removed, shape ``(n_train,)``."""
         x, y = self._prepare(x_test, y_test)
+        if self.cache_train_solves:
+            total = self._sum_gradients(x, y).to(self._solved_train().dtype)
+            return (self._solved_train() @ total).cpu().numpy() / self.n_train_
         u = self.solver_.solve(self._sum_gradients(x, y)[None])[0]
         values = np.empty(self.n_train_, dtype=np.float64)
         for rows, g in self._train_grads.blocks():
@@ -470,6 +523,11 @@ class InfluenceFunction(BaseEstimator):
         """
         self._check_fitted()
         values = np.empty(self.n_train_, dtype=np.float64)
+        if self.cache_train_solves:
+            solved = self._solved_train()
+            for rows, g in self._train_grads.blocks():
+                values[rows] = (solved[rows] * g).sum(1).cpu().numpy() / self.n_train_
+            return values
         bar = progress_bar(-(-self.n_train_ // self.batch_size), "self-influence", self.progress,
                            unit="block")
         try:
@@ -493,6 +551,9 @@ class InfluenceFunction(BaseEstimator):
         idx = self._indices(indices)
         if idx.size == 0:
             return np.zeros(self.n_params_)
+        if self.cache_train_solves:
+            rows = _torch().as_tensor(idx, device=self._x.device)
+            return self._solved_train()[rows].sum(0).cpu().numpy() / self.n_train_
         g = self._sum_gradients(*self._train_subset(idx))
         return self.solver_.solve(g[None])[0].cpu().numpy() / self.n_train_
 
@@ -537,8 +598,9 @@ class InfluenceFunction(BaseEstimator):
         out = {name: np.empty((n_test, k), dtype=dt) for name, dt in
                (("helpful", np.int64), ("harmful", np.int64), ("helpful_scores", np.float64),
                 ("harmful_scores", np.float64))}
-        for rows, u in self._query_groups(x, y, "top-k"):
-            block = score_matrix(iter([(slice(0, u.shape[0]), u)]), self._train_grads,
+        queries, train = self._query_and_train(x, y, "top-k")
+        for rows, u in queries:
+            block = score_matrix(iter([(slice(0, u.shape[0]), u)]), train,
                                  (u.shape[0], n), scale=1.0 / n, dtype=self._score_dtype)
             # Stable sort: ties are broken by the lower training index, deterministically.
             order = np.argsort(-block, axis=1, kind="stable")[:, :k]
