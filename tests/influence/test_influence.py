@@ -570,3 +570,25 @@ def test_cache_train_solves_gives_the_same_answers(digits17, logreg17):
                                plain.params_influence([0, 5, 9]), rtol=1e-6, atol=1e-12)
     with pytest.raises(InvalidParameterError, match="max_memory"):
         InfluenceFunction(est, solver="cg", cache_train_solves=True, max_memory=1000).fit(xtr, ytr)
+
+
+def test_cache_train_solves_auto(mlp):
+    """"auto" caches the solved training gradients for (E)K-FAC when they fit max_memory
+    (twice n x p: with the plain gradients), and never for CG; the scores do not change."""
+    net, x, y = mlp
+    xt, yt = x[:5] + 0.1, y[:5]
+
+    def fit(solver, **kw):
+        return InfluenceFunction(net, torch.nn.CrossEntropyLoss(), solver=solver, damping=0.01,
+                                 score_dtype="float64", **kw).fit(x, y)
+
+    auto = fit("ekfac")
+    assert auto._cache_solves
+    n_bytes = len(x) * auto.n_params_ * 8
+    small = fit("ekfac", max_memory=float(2 * n_bytes - 1))
+    off = fit("ekfac", cache_train_solves=False)
+    assert not small._cache_solves and not off._cache_solves
+    np.testing.assert_allclose(auto.influence(xt, yt), off.influence(xt, yt), rtol=1e-10,
+                               atol=1e-15)
+    assert auto._train_solved is not None and off._train_solved is None
+    assert not fit("cg")._cache_solves

@@ -150,13 +150,15 @@ class InfluenceFunction(BaseEstimator):
     max_memory : float
         Bytes allowed for caching the ``n_train x p`` training gradients; above it they are
         recomputed block by block for every test block.
-    cache_train_solves : bool
+    cache_train_solves : bool or "auto"
         Solve ``(H + lambda I)^{-1} grad L(z_i)`` once for every training point (at the first
-        query) and keep the ``n_train x p`` result (it must fit ``max_memory``). Every later
-        influence, top-k, self-influence or summed query then costs one gradient pass over its
-        own points and a matrix product, instead of a solve per test point: for iterative
-        solvers (CG, LiSSA) and many queries. The scores are the same (the inverse is
-        symmetric), up to the solver's tolerance.
+        query) and keep the ``n_train x p`` result (True: it must fit ``max_memory``). Every
+        later influence, top-k, self-influence or summed query then costs one gradient pass
+        over its own points and a matrix product, instead of a solve per test point. The scores
+        are the same (the inverse is symmetric), up to the solver's tolerance. "auto" (default):
+        on for the (E)K-FAC solvers, whose solves are cheap next to a gradient pass, when the
+        solved and the plain training gradients fit ``max_memory`` together; off otherwise
+        (for CG and LiSSA, turn it on when many queries will follow).
     score_dtype : {"auto", "float64", "float32"}
         Precision of the final products ``<(H + lambda I)^{-1} grad L(z_test), grad L(z_i)>``
         (the largest computation for many test points). "auto": float32 after the (E)K-FAC
@@ -196,7 +198,7 @@ class InfluenceFunction(BaseEstimator):
         "solver_options": [dict, None],
         "max_memory": [Interval(float, 0, None)],
         "score_dtype": [Options({"auto", "float64", "float32"})],
-        "cache_train_solves": ["boolean"],
+        "cache_train_solves": ["boolean", Options({"auto"})],
         "progress": ["boolean", None],
     }
 
@@ -217,7 +219,7 @@ class InfluenceFunction(BaseEstimator):
         device: Any = None,
         max_memory: float = 2**30,
         score_dtype: str = "auto",
-        cache_train_solves: bool = False,
+        cache_train_solves: bool | str = "auto",
         progress: bool | None = None,
     ) -> None:
         self.model = model
@@ -304,10 +306,14 @@ class InfluenceFunction(BaseEstimator):
         self._x, self._y = x, y
         self._train_projection = None
         self._train_solved = None
-        if self.cache_train_solves:
-            itemsize = torch.empty((), dtype=dtype).element_size()
-            needed = self.n_train_ * self.n_params_ * itemsize
-            if needed > self.max_memory:
+        itemsize = torch.empty((), dtype=dtype).element_size()
+        needed = self.n_train_ * self.n_params_ * itemsize
+        if self.cache_train_solves == "auto":
+            self._cache_solves = solver.name in ("ekfac", "kfac") and (
+                2 * needed <= self.max_memory)
+        else:
+            self._cache_solves = bool(self.cache_train_solves)
+            if self._cache_solves and needed > self.max_memory:
                 raise InvalidParameterError(
                     f"cache_train_solves=True keeps n_train x n_params = {self.n_train_} x "
                     f"{self.n_params_} solved gradients ({needed / 2**20:.0f} MiB), more than "
@@ -457,7 +463,7 @@ class InfluenceFunction(BaseEstimator):
         training gradients."""
         from .gradients import TensorBlocks, iter_gradient_blocks
 
-        if self.cache_train_solves:
+        if self._cache_solves:
             solved = TensorBlocks(self._solved_train(), self.batch_size)
             return iter_gradient_blocks(self.model_, x, y, batch_size=self.batch_size), solved
         return self._query_groups(x, y, desc), self._train_grads
@@ -502,7 +508,7 @@ class InfluenceFunction(BaseEstimator):
         """``influence(x_test, y_test).sum(axis=0)`` with one linear solve: the predicted change
         of the *total* test loss when each training example is removed, shape ``(n_train,)``."""
         x, y = self._prepare(x_test, y_test)
-        if self.cache_train_solves:
+        if self._cache_solves:
             total = self._sum_gradients(x, y).to(self._solved_train().dtype)
             return (self._solved_train() @ total).cpu().numpy() / self.n_train_
         u = self.solver_.solve(self._sum_gradients(x, y)[None])[0]
@@ -523,7 +529,7 @@ class InfluenceFunction(BaseEstimator):
         """
         self._check_fitted()
         values = np.empty(self.n_train_, dtype=np.float64)
-        if self.cache_train_solves:
+        if self._cache_solves:
             solved = self._solved_train()
             for rows, g in self._train_grads.blocks():
                 values[rows] = (solved[rows] * g).sum(1).cpu().numpy() / self.n_train_
@@ -551,7 +557,7 @@ class InfluenceFunction(BaseEstimator):
         idx = self._indices(indices)
         if idx.size == 0:
             return np.zeros(self.n_params_)
-        if self.cache_train_solves:
+        if self._cache_solves:
             rows = _torch().as_tensor(idx, device=self._x.device)
             return self._solved_train()[rows].sum(0).cpu().numpy() / self.n_train_
         g = self._sum_gradients(*self._train_subset(idx))
