@@ -24,12 +24,8 @@ from datavalue.exceptions import (  # noqa: E402
     InvalidParameterError,
 )
 from datavalue.influence.gradients import objective_gradient  # noqa: E402
-from datavalue.influence.model import (  # noqa: E402
-    ParamLayout,
-    fit_smooth_hinge_svm,
-    smooth_hinge,
-    wrap_model,
-)
+from datavalue.influence.model import ParamLayout, smooth_hinge, wrap_model  # noqa: E402
+from datavalue.influence.sklearn_models import fit_smooth_hinge_svm  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings(
     "ignore:`torch.jit.script` is deprecated:DeprecationWarning"

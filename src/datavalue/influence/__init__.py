@@ -45,7 +45,7 @@ __all__ = [
 _LAZY = {
     "InfluenceModel": "model",
     "wrap_model": "model",
-    "fit_smooth_hinge_svm": "model",
+    "fit_smooth_hinge_svm": "sklearn_models",
     "smooth_hinge": "model",
     "per_example_gradients": "gradients",
     "hessian_operator": "gradients",
