@@ -1,0 +1,104 @@
+"""The ``datavalue`` command: value a data set, evaluate the values, act on them, or run a
+guided demo.
+
+::
+
+    datavalue demo                                   # 10% flipped labels, found by Data-OOB
+    datavalue value --data breast_cancer --noise 0.1 --method knn-shapley --out results/bc
+    datavalue evaluate results/bc                    # detection, removal/addition curves, figures
+    datavalue clean results/bc                       # drop the lowest 10%, retrain, compare
+    datavalue fix results/bc                         # review labels in ranked order (Koh & Liang)
+    datavalue report results/bc                      # one self-contained report.html
+    datavalue compare --data breast_cancer --methods data-oob,knn-shapley,loo --out results/cmp
+
+Methods and models come from the registries :data:`datavalue.METHODS` and
+:data:`datavalue.MODELS`, so a new method is on the command line as soon as it is registered.
+Every error we raise on purpose (:class:`datavalue.DatavalueError`) and every file error is
+printed as one line, ``datavalue: error: <message>``, with exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from .. import __version__
+from ..exceptions import DatavalueError
+from . import actions, compare, demo, evaluate, explain, report, value
+from ._common import PROG, _file_error, _is_file_error, _one_line, _wrap
+from .actions import _cmd_clean, _cmd_fix
+from .compare import _cmd_compare
+from .demo import _cmd_demo
+from .evaluate import _cmd_evaluate
+from .explain import _cmd_explain
+from .report import _cmd_report
+from .value import _cmd_value
+
+__all__ = ["main", "build_parser"]
+
+
+# ---------------------------------------------------------------------- argument parsing
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``datavalue`` command (built from the registries)."""
+    fmt = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        formatter_class=fmt,
+        description=_wrap(
+            "Which training examples made this model what it is? Give every training "
+        "example a value (higher = more helpful); low values point at mislabeled or harmful data."
+        ),
+        epilog="examples:\n"
+        "  datavalue demo\n"
+        "  datavalue value --data breast_cancer --noise 0.1 --out results/bc\n"
+        "  datavalue evaluate results/bc\n"
+        "  datavalue clean results/bc\n"
+        "  datavalue report results/bc\n"
+        "  datavalue compare --data breast_cancer --methods data-oob,knn-shapley --out cmp\n\n"
+        "Run 'datavalue COMMAND --help' for the options of each command.",
+    )
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    # Each command's function is taken from this module's namespace when the parser is built,
+    # so replacing one here (monkeypatch.setattr(datavalue.cli, "_cmd_value", ...)) takes effect.
+    value.add_parser(sub, fmt).set_defaults(func=_cmd_value)
+    demo.add_parser(sub, fmt).set_defaults(func=_cmd_demo)
+    evaluate.add_parser(sub, fmt).set_defaults(func=_cmd_evaluate)
+    compare.add_parser(sub, fmt).set_defaults(func=_cmd_compare)
+    actions.add_clean_parser(sub, fmt).set_defaults(func=_cmd_clean)
+    actions.add_fix_parser(sub, fmt).set_defaults(func=_cmd_fix)
+    report.add_parser(sub, fmt).set_defaults(func=_cmd_report)
+    explain.add_parser(sub, fmt).set_defaults(func=_cmd_explain)
+    return parser
+
+
+# ---------------------------------------------------------------------- entry point
+def main(argv: list[str] | None = None) -> int:
+    """Run the ``datavalue`` command; returns the exit code (0, 2 on errors, 130 on Ctrl-C)."""
+    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(argv)
+    args.argv = argv  # recorded in run.json
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        checkpoint = getattr(args, "checkpoint", None)
+        hint = (f"; the last complete round is saved in {checkpoint}: add --resume to continue"
+                if checkpoint else "")
+        print(f"{PROG}: interrupted{hint}", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # The reader of our output went away (``datavalue ... | head``): stop quietly, and keep
+        # Python from complaining again when it flushes stdout at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except DatavalueError as exc:
+        message = _one_line(str(exc))
+    except Exception as exc:
+        if not _is_file_error(exc):
+            raise
+        message = _one_line(_file_error(exc))
+    print(f"{PROG}: error: {message}", file=sys.stderr)
+    return 2

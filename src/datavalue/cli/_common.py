@@ -1,0 +1,247 @@
+"""Shared by the commands: option definitions, checks, data loading and error messages."""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import textwrap
+import zipfile
+from pathlib import Path
+from typing import Any
+
+from ..data import BUILTIN_DATASETS, Dataset, corrupt_features, corrupt_labels, load_dataset
+from ..exceptions import InvalidDataError, InvalidParameterError, UnknownNameError
+from ..models import MODELS
+from ..result import ValuationResult
+from ..utility import METRICS
+from ..valuation import METHODS
+
+PROG = "datavalue"
+
+
+# ---------------------------------------------------------------------- argument parsing
+def _summary(obj: Any) -> str:
+    """First paragraph of a docstring, on one line."""
+    doc = inspect.getdoc(obj) or ""
+    return " ".join(doc.strip().split("\n\n")[0].split()).rstrip(".")
+
+
+def _wrap(text: str) -> str:
+    return textwrap.fill(text, width=79)
+
+
+def _size(text: str) -> float | int:
+    """A split size: an int count ("100") or a fraction ("0.2")."""
+    try:
+        return int(text)
+    except ValueError:
+        return float(text)
+
+
+def _listing(title: str, rows: dict[str, str]) -> str:
+    width = max(map(len, rows), default=0)
+    lines = [title]
+    for name, text in rows.items():
+        lead = f"  {name:<{width}}  "
+        lines.append(
+            textwrap.fill(text, 79, initial_indent=lead, subsequent_indent=" " * len(lead),
+                          break_on_hyphens=False)
+        )
+    return "\n".join(lines)
+
+
+def _add_common(p: argparse.ArgumentParser, *, n_jobs_default: str = "1") -> None:
+    p.add_argument(
+        "--n-jobs",
+        type=int,
+        default=None,
+        metavar="N",
+        help=f"parallel workers (joblib; -1 = all cores). Results do not depend on it. "
+        f"Default: {n_jobs_default}.",
+    )
+    p.add_argument(
+        "--quiet", action="store_true", help="no progress bars (they go to stderr on a terminal)."
+    )
+
+
+_DATA_HELP = (f"a built-in data set ({', '.join(BUILTIN_DATASETS)}), a .csv file (with --target) "
+              "or an .npz file with arrays X and y.")
+
+
+def _add_data_options(g: argparse._ArgumentGroup, *, noise_default: float) -> None:
+    """--data and the split/corruption options of 'compare' (as for 'value', plus
+    --train-size)."""
+    g.add_argument("--data", required=True, metavar="NAME|PATH", help=f"{_DATA_HELP} Required.")
+    g.add_argument("--target", metavar="COL", help="name of the target column of a CSV file.")
+    g.add_argument(
+        "--noise",
+        type=float,
+        default=noise_default,
+        metavar="RATE",
+        help=f"fraction of training rows to corrupt, in [0, 1) (seeded by each seed). "
+        f"Default: {noise_default:g}.",
+    )
+    g.add_argument(
+        "--noise-kind",
+        choices=("labels", "features"),
+        default="labels",
+        help="'labels' flips labels (noise on the target for regression), 'features' adds "
+        "Gaussian noise to the features. Default: labels.",
+    )
+    g.add_argument("--n-samples", type=int, metavar="N",
+                   help="keep a seeded random subsample of N rows. Default: all rows.")
+    g.add_argument("--train-size", type=_size, metavar="F",
+                   help="training split: a fraction of all rows or a count; rows in no split "
+                   "are dropped. Default: every row not in valid or test.")
+    g.add_argument("--valid-size", type=_size, default=0.2, metavar="F",
+                   help="validation split: a fraction of all rows or a count. Default: 0.2.")
+    g.add_argument("--test-size", type=_size, default=0.2, metavar="F",
+                   help="test split (for the removal/addition curves): a fraction or a count. "
+                   "Default: 0.2.")
+    g.add_argument("--impute", action="store_true",
+                   help="fill missing values of a CSV file instead of stopping with an error.")
+
+
+def _add_model_options(p: argparse.ArgumentParser, what: str = "retraining") -> None:
+    p.add_argument("--model", metavar="NAME",
+                   help=f"model for {what}, one of {', '.join(MODELS)}. Default: the --model "
+                   "of the run (run.json), else logreg.")
+    p.add_argument("--metric", metavar="NAME",
+                   help=f"test score, one of {', '.join(METRICS)}. Default: the --metric of the "
+                   "run, else accuracy / r2.")
+
+
+def _split_list(text: str | None, option: str) -> list[str] | None:
+    if text is None:
+        return None
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    if not items:
+        raise InvalidParameterError(f"{option} must be a comma-separated list. Got {text!r}.")
+    return items
+
+
+# ---------------------------------------------------------------------- checks and loading
+def _check_name(name: str | None, registry: Any, what: str, option: str) -> None:
+    if name is not None and name not in registry:
+        raise UnknownNameError(
+            f"Unknown {what} {name!r} given as {option}: use one of {', '.join(registry)}."
+        )
+
+
+def _check_n_jobs(n_jobs: int | None) -> None:
+    if n_jobs == 0:
+        raise InvalidParameterError(
+            "--n-jobs must be a positive number of workers or negative (-1 = all cores). Got 0."
+        )
+
+
+def _parse_params(method: str, items: list[str]) -> dict[str, Any]:
+    """``["n_neighbors=5", ...]`` -> ``{"n_neighbors": 5}``, only names the method accepts."""
+    accepted = set(inspect.signature(METHODS[method].__init__).parameters) - {"self"}
+    params: dict[str, Any] = {}
+    for item in items:
+        name, sep, text = item.partition("=")
+        name = name.strip().replace("-", "_")
+        if not sep or not name:
+            raise InvalidParameterError(f"--param must look like NAME=VALUE. Got {item!r}.")
+        if name not in accepted:
+            raise UnknownNameError(
+                f"The method {method!r} has no parameter {name!r} (--param): its parameters are "
+                f"{', '.join(sorted(accepted))}."
+            )
+        try:
+            params[name] = json.loads(text)
+        except json.JSONDecodeError:
+            params[name] = text
+    return params
+
+
+def _load_data(
+    data: str,
+    *,
+    target: str | None = None,
+    noise: float = 0.0,
+    noise_kind: str = "labels",
+    n_samples: int | None = None,
+    valid_size: float | int = 0.2,
+    test_size: float | int = 0.2,
+    seed: int = 0,
+    impute: bool = False,
+    train_size: float | int | None = None,
+) -> Dataset:
+    if not 0.0 <= noise < 1.0:
+        raise InvalidParameterError(
+            f"--noise must be a fraction of the training rows in [0, 1), e.g. 0.1. Got {noise:g}."
+        )
+    if seed < 0:
+        raise InvalidParameterError(f"--seed must be a non-negative int. Got {seed}.")
+    path = Path(data)
+    if data not in BUILTIN_DATASETS and path.suffix and not path.is_file():
+        raise InvalidParameterError(f"The data file {data!r} (--data) does not exist.")
+    if path.suffix.lower() == ".npz" and path.is_file() and not zipfile.is_zipfile(path):
+        raise InvalidDataError(f"{data!r} (--data) is not an .npz archive (numpy.savez).")
+    if impute and path.suffix.lower() == ".csv" and target is not None:
+        # load_dataset has no 'missing' option yet: read the CSV here and corrupt it the same way.
+        if n_samples is not None:
+            raise InvalidParameterError("--n-samples is not supported for CSV files yet.")
+        ds = Dataset.from_csv(
+            path,
+            target,
+            missing="impute",
+            train_size=train_size,
+            valid_size=valid_size,
+            test_size=test_size,
+            random_state=seed,
+            standardize=True,
+        )
+        if noise > 0:
+            corrupt = corrupt_labels if noise_kind == "labels" else corrupt_features
+            ds = corrupt(ds, noise, random_state=seed)
+        return ds
+    return load_dataset(
+        data,
+        target=target,
+        noise_rate=noise,
+        noise_kind=noise_kind,
+        n_samples=n_samples,
+        train_size=train_size,
+        valid_size=valid_size,
+        test_size=test_size,
+        random_state=seed,
+    )
+
+
+def _fit(valuator: Any, ds: Dataset) -> ValuationResult:
+    """Fit on the training split (with the validation split when there is one)."""
+    if ds.n_valid:
+        valuator.fit(ds.x_train, ds.y_train, ds.x_valid, ds.y_valid)
+    else:
+        valuator.fit(ds.x_train, ds.y_train)
+    return valuator.result_
+
+
+def _progress(quiet: bool) -> bool | None:
+    return False if quiet else None
+
+
+# ---------------------------------------------------------------------- error messages
+def _one_line(message: str) -> str:
+    return " ".join(str(message).split())
+
+
+def _file_error(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        where = f": {exc.filename}" if exc.filename else ""
+        return f"{exc.strerror}{where}"
+    return f"cannot read the file ({type(exc).__name__}: {exc})"
+
+
+def _is_file_error(exc: BaseException) -> bool:
+    """OS errors and unreadable files (a broken .npz, a CSV pandas cannot parse)."""
+    if isinstance(exc, OSError | zipfile.BadZipFile | UnicodeDecodeError | json.JSONDecodeError):
+        return True
+    return type(exc).__module__.startswith("pandas") and type(exc).__name__ in (
+        "ParserError",
+        "EmptyDataError",
+    )

@@ -1,0 +1,285 @@
+"""The 'value' command: value the training examples of a data set and save the result."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from .._validation import validate_params
+from ..data import BUILTIN_DATASETS
+from ..exceptions import InvalidParameterError
+from ..models import MODELS, make_model
+from ..result import ValuationResult
+from ..utility import METRICS, resolve_metric
+from ..valuation import METHODS, make_valuator
+from ._common import (
+    _add_common,
+    _check_n_jobs,
+    _check_name,
+    _fit,
+    _listing,
+    _load_data,
+    _parse_params,
+    _progress,
+    _size,
+    _summary,
+    _wrap,
+)
+from ._output import _N_SHOWN, _detection, _detection_lines, _lowest_table, _run_info, _save_run
+
+
+def add_parser(sub: Any, fmt: Any) -> argparse.ArgumentParser:
+    """Add the 'value' subcommand to ``sub``; returns its parser (without ``func``)."""
+    methods = _listing("methods (--method):", {k: _summary(v) for k, v in METHODS.items()})
+    models = _listing("models (--model):", dict(MODELS))
+    p = sub.add_parser(
+        "value",
+        formatter_class=fmt,
+        help="value the training examples of a data set and save the result",
+        description=_wrap(
+            "Load a data set, split it into train/valid/test, optionally corrupt a "
+        "fraction of the training rows (so you can check that the method finds them), value every "
+        "training example and save the result, the data set and the options into --out."
+        ),
+        epilog=f"{methods}\n\n{models}\n\n"
+        f"metrics (--metric): {', '.join(METRICS)}\n"
+        f"built-in data sets (--data): {', '.join(BUILTIN_DATASETS)}\n\n"
+        "examples:\n"
+        "  datavalue value --data breast_cancer --noise 0.1 --out results/bc\n"
+        "  datavalue value --data digits --noise 0.2 --method knn-shapley --out results/digits\n"
+        "  datavalue value --data loans.csv --target default --impute --method loo \\\n"
+        "      --model logreg --metric neg_log_loss --out results/loans\n"
+        "  datavalue value --data breast_cancer --method data-oob --param max_samples=0.5 "
+        "--out r",
+    )
+    g = p.add_argument_group("data")
+    g.add_argument(
+        "--data",
+        required=True,
+        metavar="NAME|PATH",
+        help=f"a built-in data set ({', '.join(BUILTIN_DATASETS)}), a .csv file (with --target) "
+        "or an .npz file with arrays X and y. Required.",
+    )
+    g.add_argument("--target", metavar="COL", help="name of the target column of a CSV file.")
+    g.add_argument(
+        "--noise",
+        type=float,
+        default=0.0,
+        metavar="RATE",
+        help="fraction of training rows to corrupt on purpose, in [0, 1). Default: 0 (none).",
+    )
+    g.add_argument(
+        "--noise-kind",
+        choices=("labels", "features"),
+        default="labels",
+        help="'labels': give each chosen row a different class (Gaussian noise on the target "
+        "for regression); 'features': add Gaussian noise to its features. Default: labels.",
+    )
+    g.add_argument(
+        "--n-samples",
+        type=int,
+        metavar="N",
+        help="keep a seeded random subsample of N rows (size of the synthetic sets). "
+        "Default: all rows.",
+    )
+    g.add_argument(
+        "--valid-size",
+        type=_size,
+        default=0.2,
+        metavar="F",
+        help="validation split: a fraction of all rows or a count. Default: 0.2.",
+    )
+    g.add_argument(
+        "--test-size",
+        type=_size,
+        default=0.2,
+        metavar="F",
+        help="test split (used by 'evaluate'): a fraction or a count. Default: 0.2.",
+    )
+    g.add_argument(
+        "--impute",
+        action="store_true",
+        help="fill missing values of a CSV file (median / most frequent level) instead of "
+        "stopping with an error.",
+    )
+    g = p.add_argument_group("method")
+    g.add_argument(
+        "--method",
+        default="data-oob",
+        metavar="NAME",
+        help=f"valuation method, one of {', '.join(METHODS)}. Default: data-oob.",
+    )
+    g.add_argument(
+        "--model",
+        metavar="NAME",
+        help=f"model, one of {', '.join(MODELS)}: the model a retraining method (LOO, Shapley) "
+        "refits, the base model of Data-OOB's bagging, and the model 'evaluate' retrains. "
+        "Default: the method's own (logreg for 'evaluate').",
+    )
+    g.add_argument(
+        "--metric",
+        metavar="NAME",
+        help=f"score of a model on held-out data, one of {', '.join(METRICS)}, for the methods "
+        "that retrain models and for 'evaluate' (knn-shapley's distance is --param metric=...). "
+        "Default: accuracy (classification) / r2 (regression).",
+    )
+    g.add_argument(
+        "--n-estimators",
+        type=int,
+        metavar="N",
+        help="number of models of ensemble methods (data-oob). Default: the method's own (1000).",
+    )
+    g.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="any other parameter of the method, e.g. --param n_neighbors=5 (VALUE is read as "
+        "JSON: numbers, true/false, or a string). Repeatable.",
+    )
+    g.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        metavar="S",
+        help="seed of the split, the corruption, the method and the model. Default: 0.",
+    )
+    _add_common(g)
+    g = p.add_argument_group("long runs (Monte Carlo methods: tmc-shapley, beta-shapley, ...)")
+    g.add_argument(
+        "--budget",
+        type=int,
+        metavar="N",
+        help="stop after at most N Monte Carlo samples (permutations for the Shapley methods, "
+        "subsets for data-banzhaf), whichever comes first with the method's convergence rule.",
+    )
+    g.add_argument(
+        "--checkpoint",
+        metavar="PATH",
+        help="save the running state to PATH (atomically, every --checkpoint-every seconds and "
+        "at the end), so a killed or interrupted run can be resumed with --resume.",
+    )
+    g.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run saved in --checkpoint; it ends with exactly the values of an "
+        "uninterrupted run with the same options and seed. Without --resume an existing "
+        "checkpoint file is an error, never overwritten.",
+    )
+    g.add_argument(
+        "--checkpoint-every",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="seconds between checkpoint saves. Default: 60.",
+    )
+    g.add_argument(
+        "--backend",
+        choices=["loky", "threading", "ray"],
+        help="where parallel work runs: local processes (loky, the default), threads, or a Ray "
+        "cluster (needs the 'ray' extra; see --ray-address). Values do not depend on it.",
+    )
+    g.add_argument(
+        "--ray-address",
+        metavar="ADDR",
+        help="address of the Ray cluster for --backend ray, e.g. 127.0.0.1:6379 (as printed by "
+        "'ray start --head'). Default: start or join a local one.",
+    )
+    p.add_argument(
+        "--out",
+        required=True,
+        metavar="DIR",
+        help="folder for the result (values.csv, values.npz, result.json), dataset.npz and "
+        "run.json. Created if needed; files of an earlier run are replaced. Required.",
+    )
+    return p
+
+
+def _accepts_param(method: str, name: str, value: Any) -> bool:
+    """Whether the method's declared constraints on parameter ``name`` allow ``value``."""
+    cls = METHODS[method]
+    constraints = getattr(cls, "_parameter_constraints", {})
+    try:
+        validate_params(cls.__name__, {name: value}, constraints)
+    except InvalidParameterError:
+        return False
+    return True
+
+
+def _method_line(result: ValuationResult) -> str:
+    shown = {k: v for k, v in result.params.items() if v is not None and k not in ("progress",)}
+    params = ", ".join(f"{k}={v}" for k, v in shown.items())
+    return f"{result.method} ({params}), {result.wall_time:.1f} s, status {result.status}"
+
+
+def _cmd_value(args: argparse.Namespace) -> int:
+    _check_name(args.method, METHODS, "method", "--method")
+    _check_name(args.model, MODELS, "model", "--model")
+    _check_name(args.metric, METRICS, "metric", "--metric")
+    _check_n_jobs(args.n_jobs)
+    extra = _parse_params(args.method, args.param)
+    ds = _load_data(
+        args.data,
+        target=args.target,
+        noise=args.noise,
+        noise_kind=args.noise_kind,
+        n_samples=args.n_samples,
+        valid_size=args.valid_size,
+        test_size=args.test_size,
+        seed=args.seed,
+        impute=args.impute,
+    )
+    if args.metric is not None:
+        resolve_metric(args.metric, ds.task)  # a regression metric on labels fails here, early
+    params: dict[str, Any] = {
+        "n_estimators": args.n_estimators,
+        "n_jobs": args.n_jobs,
+        "random_state": args.seed,
+        "progress": _progress(args.quiet),
+        "task": ds.task,
+    }
+    if args.resume and args.checkpoint is None:
+        raise InvalidParameterError("--resume needs --checkpoint PATH (the run to continue).")
+    if args.ray_address is not None and args.backend != "ray":
+        raise InvalidParameterError("--ray-address needs --backend ray.")
+    if args.budget is not None and args.budget < 1:
+        raise InvalidParameterError(f"--budget must be a positive number of samples. Got {args.budget}.")
+    params.update(
+        checkpoint=args.checkpoint,
+        resume=args.resume or None,
+        checkpoint_every=args.checkpoint_every,
+        backend=args.backend,
+        ray_address=args.ray_address,
+        max_permutations=args.budget,
+        max_subsets=args.budget,
+    )
+    if args.model is not None:
+        # One name configures the model of every family: retraining methods call it 'model',
+        # bagging methods (Data-OOB) 'estimator'.
+        params["model"] = make_model(args.model, ds.task, args.seed)
+        params["estimator"] = make_model(args.model, ds.task, args.seed)
+    if args.metric is not None and _accepts_param(args.method, "metric", args.metric):
+        # Skipped where 'metric' means something else (KNN-Shapley's distance): the score
+        # metric is then used by 'evaluate' only.
+        params["metric"] = args.metric
+    params.update(extra)
+    valuator = make_valuator(args.method, **params)
+    result = _fit(valuator, ds)
+
+    options = {k: v for k, v in vars(args).items() if k not in ("func", "command", "argv")}
+    out = Path(args.out)
+    _save_run(out, ds, result, _run_info("value", options, ds, args.argv))
+
+    word = "flipped" if args.noise_kind == "labels" and ds.task == "classification" else "corrupted"
+    print(f"Data:    {ds.describe()}")
+    print(f"Method:  {_method_line(result)}")
+    print(f"\nThe {_N_SHOWN} lowest-valued training examples (most likely harmful):")
+    print(_lowest_table(ds, result, word))
+    det = _detection(result.values, ds)
+    if det is not None:
+        print(f"\nDetection of the {len(ds.noisy_indices)} corrupted training rows:")
+        print(_detection_lines(det, word))
+    print(f"\nSaved to {out}/ (values.csv, values.npz, result.json, dataset.npz, run.json).")
+    print(f"Next: datavalue evaluate {out}")
+    return 0
