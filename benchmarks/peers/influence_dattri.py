@@ -75,11 +75,16 @@ def compute(case: dict, method: str, p: dict, timer: common.Timer):
     from torch.utils.data import DataLoader, TensorDataset
 
     dtype = getattr(torch, p.get("dtype", "float64"))
+    # build_module creates each nn.Linear in torch's default dtype and copies the case's weights
+    # into it: under the default float32, as in our runner and pyDVL's, so that every runner
+    # has the same parameters (at damping 0.01 the MLP's H + damping I is nearly singular, and
+    # weights rounded differently alone cost 3e-4 of Pearson). Then float64 for dattri.
+    torch.set_default_dtype(torch.float32)
+    net = common.build_module(case, dtype)
     torch.set_default_dtype(dtype)
     torch.manual_seed(int(p.get("seed", 0)))
     opts = dict(p.get("options") or {})
     logreg = case["kind"] == "logreg"
-    net = common.build_module(case, dtype)
     xtr, ytr, xte, yte = common.tensors(case, dtype, n_test=p.get("n_test"))
     n = len(xtr)
     n_params = sum(q.numel() for q in net.parameters())
