@@ -1,6 +1,7 @@
-"""Influence functions: speed, memory and accuracy of every solver, against Captum and pyDVL.
+"""Influence functions: speed, memory and accuracy of every solver, against Captum, pyDVL,
+Kronfluence and dattri.
 
-    .venv/bin/python benchmarks/bench_influence.py              # everything (~35 min on 2 cores)
+    .venv/bin/python benchmarks/bench_influence.py              # everything (~45 min on 2 cores)
     .venv/bin/python benchmarks/bench_influence.py --quick      # smoke test: small sizes, 1 repeat
     .venv/bin/python benchmarks/bench_influence.py --cases mlp,logreg --no-peers --repeats 3
 
@@ -11,7 +12,8 @@ Cases (the jobs and solver options are in ``solver_configs``):
     cross-entropy + weight_decay/2 ||theta||^2) on all of ``digits`` (x / 16; 1,257 train / 540
     test, a fixed permutation). The influence matrix of every test point on every training
     point with each solver, damping ``--damping``; Pearson against our exact (damped) solver.
-    The same model, data and damping go to Captum's and pyDVL's solvers.
+    The same model, data and damping go to Captum's, pyDVL's, Kronfluence's and dattri's
+    solvers.
 ``cost`` (read off the ``mlp`` runs)
     The time of the score matrix with the solver's factors cached (``influence`` called again
     after the timed run, training gradients recomputed) divided by the time of one pass of
@@ -35,11 +37,14 @@ also ``--scale-threads``) for every implementation: torch intra-op threads, OMP/
 and the CPU affinity of the process (the harness pins to the first N cores).
 
 Runners: ``impl_influence_ours.py`` (our ``.venv``), ``peers/influence_captum.py``
-(``benchmarks/.venvs/captum``), ``peers/influence_pydvl.py`` (``benchmarks/.venvs/
+(``benchmarks/.venvs/captum``: exact), ``peers/influence_pydvl.py`` (``benchmarks/.venvs/
 pydvl-influence``: pyDVL with its ``influence`` extra; not the ``pydvl`` environment of
-``run.py``, which ``peers/setup.sh`` rebuilds without torch). A missing environment is created
-on first use (torch's CPU wheel first, pinned). Results: markdown tables on stdout and
-``benchmarks/results/influence-<timestamp>.md/.json``.
+``run.py``, which ``peers/setup.sh`` rebuilds without torch; exact, CG, LiSSA, Arnoldi, EK-FAC),
+``peers/influence_kronfluence.py`` (``benchmarks/.venvs/kronfluence``: EK-FAC and K-FAC) and
+``peers/influence_dattri.py`` (``benchmarks/.venvs/dattri``: exact, CG, LiSSA, Arnoldi, EK-FAC);
+the ``scale`` case is ours only. A missing environment is created on first use (torch's CPU
+wheel first, then the peer with torch pinned on the same command line). Results: markdown tables
+on stdout and ``benchmarks/results/influence-<timestamp>.md/.json``.
 """
 
 from __future__ import annotations
@@ -69,13 +74,24 @@ RUNNERS = {
     "ours": BENCH_DIR / "impl_influence_ours.py",
     "captum": PEERS_DIR / "influence_captum.py",
     "pydvl": PEERS_DIR / "influence_pydvl.py",
+    "kronfluence": PEERS_DIR / "influence_kronfluence.py",
+    "dattri": PEERS_DIR / "influence_dattri.py",
 }
-LABELS = {"ours": "datavalue", "captum": "Captum", "pydvl": "pyDVL"}
+LABELS = {"ours": "datavalue", "captum": "Captum", "pydvl": "pyDVL",
+          "kronfluence": "Kronfluence", "dattri": "dattri"}
 # Each peer's own virtual environment (benchmarks/.venvs/<name>) and what goes into it after the
 # CPU wheel of torch; `ensure_peer_env` creates a missing one. pyDVL gets an environment of its
 # own rather than the `pydvl` one of run.py, which peers/setup.sh rebuilds without torch.
-PEER_VENVS = {"captum": "captum", "pydvl": "pydvl-influence"}
-PEER_PACKAGES = {"captum": ("captum",), "pydvl": ("pyDVL[influence]==0.10.*",)}
+# Kronfluence requires torchvision: pip adds the PyPI wheel matching torch 2.13, which does not
+# load with the CPU torch, but Kronfluence never imports it. dattri does not depend on torch.
+PEER_VENVS = {"captum": "captum", "pydvl": "pydvl-influence", "kronfluence": "kronfluence",
+              "dattri": "dattri"}
+PEER_PACKAGES = {"captum": ("captum",), "pydvl": ("pyDVL[influence]==0.10.*",),
+                 "kronfluence": ("kronfluence==1.0.*",), "dattri": ("dattri==0.3.*",)}
+# What must import in a peer's environment for it to count as installed.
+PEER_PROBES = {"captum": "import captum", "pydvl": "import pydvl.influence.torch",
+               "kronfluence": "import kronfluence.analyzer",
+               "dattri": "import dattri.algorithm.influence_function"}
 TORCH_VERSION = "2.13.0"
 
 
@@ -257,7 +273,7 @@ class Job:
     """One implementation x solver on one case."""
 
     case: str
-    impl: str  # ours, captum, pydvl
+    impl: str  # ours or a peer (RUNNERS)
     solver: str
     params: dict[str, Any]
     label: str = ""  # shown in the table (solver and its key options)
@@ -287,6 +303,18 @@ def solver_configs(args) -> dict[str, dict[str, list[Job]]]:
         ("arnoldi", {"rank": 100}),
         ("ekfac", {"dtype": "float32"}),
     ]
+    # Kronfluence: EK-FAC and K-FAC only, float64, damping_factor = damping + l2.
+    kronfluence = [("ekfac", {}), ("kfac", {})]
+    # dattri: CG always runs max_iter iterations (0.3 accepts tol but ignores it); LiSSA and
+    # Arnoldi with the same depth, minibatch, scale and rank as ours (Arnoldi's Krylov dimension
+    # = ours' default, see peers/influence_dattri.py).
+    mlp_dattri = [
+        ("exact", {}),
+        ("cg", {"max_iter": 100, "tol": 1e-2}),
+        ("lissa", {"depth": 100, "batch_size": 64, "scale": 2.0}),
+        ("arnoldi", {"rank": 100}),
+        ("ekfac", {}),
+    ]
     logreg_ours = [
         ("exact", {}),
         ("cg", {"rtol": 1e-6}),
@@ -300,6 +328,13 @@ def solver_configs(args) -> dict[str, dict[str, list[Job]]]:
         ("lissa", {"maxiter": 1000, "scale": 0.5, "rtol": 1e-12}),
         ("arnoldi", {"rank": 20}),
         ("ekfac", {"dtype": "float32"}),
+    ]
+    logreg_dattri = [
+        ("exact", {}),
+        ("cg", {"max_iter": 100, "tol": 1e-6}),
+        ("lissa", {"depth": 1000, "scale": 0.5}),
+        ("arnoldi", {"rank": 20}),
+        ("ekfac", {}),
     ]
     n_test_mlp = args.n_test
 
@@ -322,10 +357,14 @@ def solver_configs(args) -> dict[str, dict[str, list[Job]]]:
     mlp = (jobs("mlp", "ours", mlp_ours, {"floor": True, "warm_scores": True,
                                           "n_test": n_test_mlp})
            + jobs("mlp", "captum", [("exact", {})], {"n_test": n_test_mlp})
-           + jobs("mlp", "pydvl", mlp_pydvl, {"n_test": n_test_mlp}))
+           + jobs("mlp", "pydvl", mlp_pydvl, {"n_test": n_test_mlp})
+           + jobs("mlp", "kronfluence", kronfluence, {"n_test": n_test_mlp})
+           + jobs("mlp", "dattri", mlp_dattri, {"n_test": n_test_mlp}))
     logreg = (jobs("logreg", "ours", logreg_ours, {"damping": 0.0})
               + jobs("logreg", "captum", [("exact", {})], {"damping": 0.0})
-              + jobs("logreg", "pydvl", logreg_pydvl, {"damping": 0.0}))
+              + jobs("logreg", "pydvl", logreg_pydvl, {"damping": 0.0})
+              + jobs("logreg", "kronfluence", kronfluence, {"damping": 0.0})
+              + jobs("logreg", "dattri", logreg_dattri, {"damping": 0.0}))
     scale_threads = args.scale_threads
     scale = [Job("scale", "ours", s, {"threads": scale_threads, "damping": lam, "options": o,
                                       "save_scores": False, "floor": True,
@@ -351,7 +390,7 @@ def ensure_peer_env(peer: str) -> str | None:
     """Create ``benchmarks/.venvs/<peer>`` if missing: torch's CPU wheel first (pinned: an
     unpinned torch pulls several GB of CUDA), then the peer. Returns a problem or None."""
     python = peer_python(peer)
-    probe = "import captum" if peer == "captum" else "import pydvl.influence.torch"
+    probe = PEER_PROBES[peer]
     if python.is_file() and subprocess.call([str(python), "-c", probe],
                                             stdout=subprocess.DEVNULL,
                                             stderr=subprocess.DEVNULL) == 0:
@@ -423,8 +462,10 @@ def top_k_pearson(scores: np.ndarray, actual: np.ndarray, k: int = 50) -> float 
 # The peers' score conventions relative to ours, (1/n) g_t^T (H + lambda)^{-1} g_i (helpful > 0):
 # Captum's NaiveInfluenceFunction returns g_t^T (H_sum + reg)^{-1} g_i with H_sum the *summed*
 # Hessian (same sign and scale as ours when reg = n lambda); pyDVL's "up" influences are
-# g_t^T (H + lambda)^{-1} g_i (same sign, n times ours). Only the sign matters for Pearson.
-SIGN = {"ours": 1.0, "captum": 1.0, "pydvl": 1.0}
+# g_t^T (H + lambda)^{-1} g_i (same sign, n times ours). Kronfluence's and dattri's runners
+# divide by n themselves (their scores are n times ours, same sign). Only the sign matters for
+# Pearson.
+SIGN = {"ours": 1.0, "captum": 1.0, "pydvl": 1.0, "kronfluence": 1.0, "dattri": 1.0}
 
 
 def run_jobs(jobs: list[Job], case_file: Path, *, repeats: int, timeout: float,
@@ -746,7 +787,7 @@ def main(argv: list[str] | None = None) -> int:
     configs = solver_configs(args)
     peers_ok: dict[str, str | None] = {}
     if not args.no_peers and {"mlp", "logreg"} & set(cases):
-        for peer in ("captum", "pydvl"):
+        for peer in PEER_VENVS:
             peers_ok[peer] = ensure_peer_env(peer)
     only = None if args.solvers is None else {s.strip() for s in args.solvers.split(",")}
 
@@ -797,7 +838,7 @@ def main(argv: list[str] | None = None) -> int:
 def _shrink(job: Job) -> None:
     """--quick: fewer iterations, so that the smoke test runs in a few minutes."""
     o = job.params.get("options", {})
-    for key, small in (("depth", 50), ("maxiter", 50), ("rank", 20)):
+    for key, small in (("depth", 50), ("maxiter", 50), ("max_iter", 50), ("rank", 20)):
         if key in o:
             o[key] = min(o[key], small)
     dtype = job.params.get("dtype")

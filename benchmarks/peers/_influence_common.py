@@ -108,12 +108,14 @@ def build_module(case: dict[str, Any], dtype=None, *, two_logits: bool = False):
     widths = case["widths"]
     layers: list[torch.nn.Module] = []
     for k in range(len(widths) - 1):
-        w = torch.as_tensor(case[f"W{k}"])
-        b = torch.as_tensor(case[f"b{k}"])
+        w = torch.as_tensor(case[f"W{k}"], dtype=torch.float64)
+        b = torch.as_tensor(case[f"b{k}"], dtype=torch.float64)
         if two_logits:
             w = torch.cat([-w / 2, w / 2])
             b = torch.cat([-b / 2, b / 2]) if case["bias"] else b
-        lin = torch.nn.Linear(w.shape[1], w.shape[0], bias=case["bias"])
+        # Built in float64 whatever torch's default dtype, so that every library gets the
+        # stored weights exactly (a float32 default would round them first).
+        lin = torch.nn.Linear(w.shape[1], w.shape[0], bias=case["bias"], dtype=torch.float64)
         with torch.no_grad():
             lin.weight.copy_(w)
             if case["bias"]:
