@@ -121,13 +121,17 @@ def test_hessian_matvec_and_dense_equal_autograd_hessian(mlp_data):
     assert op.n_params == m.n_params and op.n_samples == N and op.dtype == torch.float64
 
 
-def test_single_vector_products_equal_the_hessian(mlp_data):
-    """One vector goes through autograd double-backward, many through vmapped forward-over-
-    reverse: both must give the same H v (with the regulariser, over several batches)."""
+@pytest.mark.parametrize("single_batch", [4, 4096])
+def test_single_vector_products_equal_the_hessian(mlp_data, monkeypatch, single_batch):
+    """One vector goes through autograd double-backward, many through the vmapped path: both
+    must give the same H v (with the regulariser; in one pass and over several batches)."""
+    import datavalue.influence.gradients as gradients_module
+
+    monkeypatch.setattr(gradients_module, "_SINGLE_HVP_EXAMPLES", single_batch)
     net, x, y = mlp_data
     m = _model(net)
     ref = torch.autograd.functional.hessian(lambda f: _ref_objective(f, x, y, N), m.theta)
-    op = hessian_operator(m, x, y, batch_size=10, dense_cache_max_params=0)
+    op = hessian_operator(m, x, y, batch_size=3, dense_cache_max_params=0)
     v = torch.randn(3, m.n_params, dtype=torch.float64,
                     generator=torch.Generator().manual_seed(1))
     for row in v:

@@ -51,6 +51,9 @@ __all__ = [
 #: 3.2 GB at 20,000).
 DENSE_MAX_PARAMS = 20_000
 
+#: Examples per autograd pass of a one-vector Hessian-vector product (at least ``batch_size``).
+_SINGLE_HVP_EXAMPLES = 4096
+
 #: Largest parameter count for which the operator keeps a dense Hessian once built (p^2 float64
 #: = 200 MB at 5,000).
 DENSE_CACHE_MAX_PARAMS = 5_000
@@ -253,7 +256,11 @@ def hessian_operator(
     def apply(v: Tensor, xs: Tensor, ys: Tensor, weight: float) -> Tensor:
         v = v.to(dtype=model.dtype, device=model.device)
         if v.shape[0] == 1 and hessian == "exact":
-            return _single_hvp(model, v[0], xs, ys, weight, batch_size)[None]
+            # One vector needs far less memory per example than the vmapped path's chunks of
+            # vectors: larger batches (fewer Python-level passes; Arnoldi on the digits MLP:
+            # 6.3 -> 2.8 ms per product with all 1,257 examples in one pass).
+            single_batch = max(batch_size, _SINGLE_HVP_EXAMPLES)
+            return _single_hvp(model, v[0], xs, ys, weight, single_batch)[None]
         out = torch.zeros_like(v)
         chunk = _vector_chunk(min(batch_size, max(1, xs.shape[0])), p)
         for vs in _batches(v.shape[0], chunk):
