@@ -81,7 +81,7 @@ class CGSolver(Solver):
         Block CG over all rows (default) or one recurrence per row.
     block_size : int or None
         Rows per block of block CG (None: as many as keep one ``block_size x p`` float64
-        matrix under 128 MB).
+        matrix under 128 MB, and at most ``max(64, p / 2)``).
     """
 
     name = "cg"
@@ -142,7 +142,9 @@ class CGSolver(Solver):
         if not self.block:
             return self._solve_rows(b)
         k, p = b.shape
-        size = self.block_size or max(1, 2**24 // p)
+        # More rows than p/2 per block buy no more Krylov space than p can hold, and cost an
+        # O(block^3) orthonormalisation per iteration.
+        size = self.block_size or max(1, min(2**24 // p, max(64, p // 2)))
         parts = [self._solve_block(b[start : start + size]) for start in range(0, k, size)]
         x = torch.cat([part for part, _ in parts])
         negative = torch.cat([neg for _, neg in parts])
