@@ -200,6 +200,59 @@ def write_result(
     out.write_text(json.dumps(record, indent=2, default=_plain))
 
 
+def run_peer(
+    compute,
+    *,
+    library: str,
+    version,
+    methods: tuple[str, ...],
+    unavailable: str,
+    tiny_options: dict[str, int] | None = None,
+) -> None:
+    """The ``main`` of a peer runner: parse the command line, set the threads, run ``compute``
+    once untimed on :func:`warmup_case` (options in ``tiny_options`` capped at the given sizes),
+    then timed on the case, and write the result.
+
+    ``compute(case, method, params, timer) -> (scores tensor, n_params, info)`` times its fit
+    and score sections with ``timer``; ``version()`` returns the library's version (called
+    after the imports ``compute`` made); ``unavailable`` is the reason written for a method
+    not in ``methods`` (``{method!r}`` is filled in).
+    """
+    import logging
+    import warnings
+
+    args = parse_args()
+    p = args.params
+    warnings.filterwarnings("ignore")
+    logging.disable(logging.WARNING)
+    import torch
+
+    set_threads(p.get("threads", 1))
+    if args.method not in methods:
+        write_unavailable(args.out, unavailable.format(method=args.method))
+        return
+    case = load_case(args.data)
+    warm = Timer()
+    with warm("warmup"):  # untimed, see warmup_case
+        tiny = dict(p.get("options") or {})
+        for key, small in (tiny_options or {}).items():
+            if tiny.get(key) is not None:
+                tiny[key] = min(tiny[key], small)
+        try:
+            compute(warmup_case(case), args.method, {**p, "n_test": None, "options": tiny},
+                    Timer())
+        except Exception as exc:  # a failed warm-up changes nothing
+            print(f"warm-up: {type(exc).__name__}: {exc}", file=sys.stderr)
+    timer = Timer()
+    scores, n_params, info = compute(case, args.method, p, timer)
+    write_result(
+        args.out, seconds=timer.total, scores=scores.detach().cpu().double().numpy(),
+        library=library, version=version(), threads=torch.get_num_threads(),
+        warmup_s=warm.sections["warmup"], fit_s=timer.sections["fit"],
+        scores_s=timer.sections["scores"], n_params=n_params, solver_info=info,
+    )
+
+
 def write_unavailable(out: str | os.PathLike, reason: str) -> None:
     Path(out).write_text(json.dumps({"unavailable": reason}))
 

@@ -25,7 +25,6 @@ checkpoint file Captum requires.
 from __future__ import annotations
 
 import tempfile
-import warnings
 from pathlib import Path
 
 import _influence_common as common
@@ -65,28 +64,14 @@ def compute(case: dict, p: dict, timer: common.Timer):
 
 
 def main() -> None:
-    args = common.parse_args()
-    p = args.params
-    import captum
-    import torch
+    def version() -> str:
+        import captum
 
-    common.set_threads(p.get("threads", 1))
-    warnings.filterwarnings("ignore")
-    if args.method != "exact":
-        common.write_unavailable(args.out, f"Captum has no {args.method!r} influence solver")
-        return
-    case = common.load_case(args.data)
-    warm = common.Timer()
-    with warm("warmup"):  # untimed, see _influence_common.warmup_case
-        compute(common.warmup_case(case), {**p, "n_test": None}, common.Timer())
-    timer = common.Timer()
-    scores, n_params, info = compute(case, p, timer)
-    common.write_result(
-        args.out, seconds=timer.total, scores=scores.detach().cpu().double().numpy(),
-        library="Captum", version=captum.__version__, threads=torch.get_num_threads(),
-        warmup_s=warm.sections["warmup"], fit_s=timer.sections["fit"],
-        scores_s=timer.sections["scores"], n_params=n_params, solver_info=info,
-    )
+        return captum.__version__
+
+    common.run_peer(lambda case, method, p, timer: compute(case, p, timer), library="Captum",
+                    version=version, methods=("exact",),
+                    unavailable="Captum has no {method!r} influence solver")
 
 
 if __name__ == "__main__":

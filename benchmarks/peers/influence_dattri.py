@@ -53,10 +53,7 @@ first projection, so they land here).
 
 from __future__ import annotations
 
-import logging
 import os
-import sys
-import warnings
 
 os.environ.setdefault("TQDM_DISABLE", "1")  # dattri's progress bars
 
@@ -138,38 +135,15 @@ def compute(case: dict, method: str, p: dict, timer: common.Timer):
 
 
 def main() -> None:
-    args = common.parse_args()
-    p = args.params
-    warnings.filterwarnings("ignore")
-    logging.disable(logging.WARNING)
-    from importlib.metadata import version
+    def version() -> str:
+        from importlib.metadata import version
 
-    import torch
+        return version("dattri")
 
-    common.set_threads(p.get("threads", 1))
-    if args.method not in ("exact", "cg", "lissa", "arnoldi", "ekfac"):
-        common.write_unavailable(args.out, f"no dattri solver {args.method!r}")
-        return
-    case = common.load_case(args.data)
-    warm = common.Timer()
-    with warm("warmup"):  # untimed, see _influence_common.warmup_case
-        tiny_opts = dict(p.get("options") or {})
-        for key, small in (("rank", 2), ("max_iter", 5), ("depth", 5), ("batch_size", 4)):
-            if tiny_opts.get(key) is not None:
-                tiny_opts[key] = min(tiny_opts[key], small)
-        try:
-            compute(common.warmup_case(case), args.method,
-                    {**p, "n_test": None, "options": tiny_opts}, common.Timer())
-        except Exception as exc:  # a failed warm-up changes nothing
-            print(f"warm-up: {type(exc).__name__}: {exc}", file=sys.stderr)
-    timer = common.Timer()
-    scores, n_params, info = compute(case, args.method, p, timer)
-    common.write_result(
-        args.out, seconds=timer.total, scores=scores.detach().cpu().double().numpy(),
-        library="dattri", version=version("dattri"), threads=torch.get_num_threads(),
-        warmup_s=warm.sections["warmup"], fit_s=timer.sections["fit"],
-        scores_s=timer.sections["scores"], n_params=n_params, solver_info=info,
-    )
+    common.run_peer(compute, library="dattri", version=version,
+                    methods=("exact", "cg", "lissa", "arnoldi", "ekfac"),
+                    unavailable="no dattri solver {method!r}",
+                    tiny_options={"rank": 2, "max_iter": 5, "depth": 5, "batch_size": 4})
 
 
 if __name__ == "__main__":

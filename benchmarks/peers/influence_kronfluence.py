@@ -53,7 +53,6 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
-import warnings
 
 import _influence_common as common
 
@@ -134,31 +133,13 @@ def compute(case: dict, method: str, p: dict, timer: common.Timer):
 
 
 def main() -> None:
-    args = common.parse_args()
-    p = args.params
-    warnings.filterwarnings("ignore")
-    logging.disable(logging.WARNING)
-    import kronfluence
-    import torch
+    def version() -> str:
+        import kronfluence
 
-    common.set_threads(p.get("threads", 1))
-    if args.method not in ("ekfac", "kfac"):
-        common.write_unavailable(args.out, f"Kronfluence has no {args.method!r} solver "
-                                 "(only K-FAC / EK-FAC)")
-        return
-    case = common.load_case(args.data)
-    warm = common.Timer()
-    with warm("warmup"):  # untimed, see _influence_common.warmup_case
-        compute(common.warmup_case(case), args.method, {**p, "n_test": None}, common.Timer())
-    timer = common.Timer()
-    scores, n_params, info = compute(case, args.method, p, timer)
-    common.write_result(
-        args.out, seconds=timer.total, scores=scores.detach().cpu().double().numpy(),
-        library="Kronfluence", version=kronfluence.__version__,
-        threads=torch.get_num_threads(), warmup_s=warm.sections["warmup"],
-        fit_s=timer.sections["fit"], scores_s=timer.sections["scores"], n_params=n_params,
-        solver_info=info,
-    )
+        return kronfluence.__version__
+
+    common.run_peer(compute, library="Kronfluence", version=version, methods=("ekfac", "kfac"),
+                    unavailable="Kronfluence has no {method!r} solver (only K-FAC / EK-FAC)")
 
 
 if __name__ == "__main__":

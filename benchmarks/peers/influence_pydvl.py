@@ -30,10 +30,6 @@ Before the timed run the same code runs once, untimed, on a tiny case of the sam
 
 from __future__ import annotations
 
-import logging
-import sys
-import warnings
-
 import _influence_common as common
 
 
@@ -93,37 +89,15 @@ def compute(case: dict, method: str, p: dict, timer: common.Timer):
 
 
 def main() -> None:
-    args = common.parse_args()
-    p = args.params
-    warnings.filterwarnings("ignore")
-    logging.disable(logging.WARNING)
-    import pydvl
-    import torch
+    def version() -> str:
+        import pydvl
 
-    common.set_threads(p.get("threads", 1))
-    if args.method not in ("exact", "cg", "lissa", "arnoldi", "ekfac"):
-        common.write_unavailable(args.out, f"no pyDVL solver {args.method!r}")
-        return
-    case = common.load_case(args.data)
-    warm = common.Timer()
-    with warm("warmup"):  # untimed, see _influence_common.warmup_case
-        tiny_opts = dict(p.get("options") or {})
-        for key, small in (("rank", 2), ("maxiter", 5), ("batch_size", 4)):
-            if tiny_opts.get(key) is not None:
-                tiny_opts[key] = min(tiny_opts[key], small)
-        try:
-            compute(common.warmup_case(case), args.method,
-                    {**p, "n_test": None, "options": tiny_opts}, common.Timer())
-        except Exception as exc:  # a failed warm-up changes nothing
-            print(f"warm-up: {type(exc).__name__}: {exc}", file=sys.stderr)
-    timer = common.Timer()
-    scores, n_params, info = compute(case, args.method, p, timer)
-    common.write_result(
-        args.out, seconds=timer.total, scores=scores.detach().cpu().double().numpy(),
-        library="pyDVL", version=pydvl.__version__, threads=torch.get_num_threads(),
-        warmup_s=warm.sections["warmup"], fit_s=timer.sections["fit"],
-        scores_s=timer.sections["scores"], n_params=n_params, solver_info=info,
-    )
+        return pydvl.__version__
+
+    common.run_peer(compute, library="pyDVL", version=version,
+                    methods=("exact", "cg", "lissa", "arnoldi", "ekfac"),
+                    unavailable="no pyDVL solver {method!r}",
+                    tiny_options={"rank": 2, "maxiter": 5, "batch_size": 4})
 
 
 if __name__ == "__main__":
