@@ -39,16 +39,6 @@ from datavalue.influence.solvers import (  # noqa: E402
 DT = torch.float64
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """The matrices here are tiny (p <= 610): threads only add OpenMP spinning, which makes the
-    file 5x slower on a busy 2-core machine or under pytest-xdist. Restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def rel_err(x: torch.Tensor, ref: torch.Tensor) -> float:
     return float((x - ref).norm() / ref.norm())
 
