@@ -156,8 +156,8 @@ class CGSolver(Solver):
         solutions and which rows stopped on non-positive curvature."""
         op, damping = self._op, self.damping_
         assert op is not None
-        k, p = b.shape
-        maxiter = self.maxiter if self.maxiter is not None else 10 * p
+        k = b.shape[0]
+        maxiter = self._maxiter()
         precondition = self._precondition or (lambda r: r)
         x = torch.zeros_like(b)
         r = b.clone()
@@ -199,6 +199,10 @@ class CGSolver(Solver):
         self.info_["converged"] += converged.cpu().tolist()
         return x, negative
 
+    def _maxiter(self) -> int:
+        """Iterations allowed per row (block): ``maxiter``, or ``10 p`` when it is None."""
+        return self.maxiter if self.maxiter is not None else 10 * self._op.n_params
+
     def _report(self, k: int, negative: Tensor) -> None:
         """Warn about the rows of the last solve that stopped on negative curvature or did not
         converge."""
@@ -214,7 +218,7 @@ class CGSolver(Solver):
             )
         failed = ~converged & ~negative
         if failed.any():
-            maxiter = self.maxiter if self.maxiter is not None else 10 * self._op.n_params
+            maxiter = self._maxiter()
             warnings.warn(
                 f"CG did not converge on {int(failed.sum())} of {k} right-hand sides in "
                 f"{maxiter} iterations (largest relative residual {float(relative.max()):.2e}, "
@@ -226,8 +230,8 @@ class CGSolver(Solver):
     def _solve_rows(self, b: Tensor) -> Tensor:
         op, damping = self._op, self.damping_
         assert op is not None
-        k, p = b.shape
-        maxiter = self.maxiter if self.maxiter is not None else 10 * p
+        k = b.shape[0]
+        maxiter = self._maxiter()
         precondition = self._precondition or (lambda r: r)
         x = torch.zeros_like(b)
         r = b.clone()
