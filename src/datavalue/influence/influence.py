@@ -308,9 +308,11 @@ class InfluenceFunction(BaseEstimator):
         self._train_solved = None
         itemsize = torch.empty((), dtype=dtype).element_size()
         needed = self.n_train_ * self.n_params_ * itemsize
+        # (E)K-FAC: solves cheap next to a gradient pass, an approximation far coarser than
+        # float32 rounding.
+        kronecker = solver.name in ("ekfac", "kfac")
         if self.cache_train_solves == "auto":
-            self._cache_solves = solver.name in ("ekfac", "kfac") and (
-                2 * needed <= self.max_memory)
+            self._cache_solves = kronecker and 2 * needed <= self.max_memory
         else:
             self._cache_solves = bool(self.cache_train_solves)
             if self._cache_solves and needed > self.max_memory:
@@ -321,8 +323,7 @@ class InfluenceFunction(BaseEstimator):
                     "or use cache_train_solves=False."
                 )
         if self.score_dtype == "auto":
-            approximate = solver.name in ("ekfac", "kfac")
-            self._score_dtype = torch.float32 if approximate else dtype
+            self._score_dtype = torch.float32 if kronecker else dtype
         else:
             self._score_dtype = _resolve_dtype(self.score_dtype)
         self._train_grads = TrainGradients(
@@ -382,11 +383,17 @@ class InfluenceFunction(BaseEstimator):
         """Yield ``(rows, (H + lambda I)^{-1} grad L(z_rows))`` block by block."""
         from .gradients import iter_gradient_blocks
 
-        n = int(x.shape[0])
+        blocks = iter_gradient_blocks(self.model_, x, y, batch_size=self.batch_size)
+        for rows, _, u in self._solve_blocks(blocks, int(x.shape[0]), desc):
+            yield rows, u
+
+    def _solve_blocks(self, blocks, n: int, desc: str) -> Iterator[tuple[slice, Any, Any]]:
+        """Yield ``(rows, G, (H + lambda I)^{-1} G)`` for gradient blocks ``(rows, G)`` of
+        ``n`` rows in all, with a progress bar."""
         bar = progress_bar(-(-n // self.batch_size), desc, self.progress, unit="block")
         try:
-            for rows, g in iter_gradient_blocks(self.model_, x, y, batch_size=self.batch_size):
-                yield rows, self.solver_.solve(g)
+            for rows, g in blocks:
+                yield rows, g, self.solver_.solve(g)
                 bar.update(1)
         finally:
             bar.close()
@@ -444,17 +451,10 @@ class InfluenceFunction(BaseEstimator):
         """``(H + lambda I)^{-1} grad L(z_i)`` for every training point, ``(n_train, p)``,
         solved once (``cache_train_solves=True``)."""
         if self._train_solved is None:
-            torch = _torch()
-            bar = progress_bar(-(-self.n_train_ // self.batch_size), "solving training points",
-                               self.progress, unit="block")
-            parts = []
-            try:
-                for _, g in self._train_grads.blocks():
-                    parts.append(self.solver_.solve(g))
-                    bar.update(1)
-            finally:
-                bar.close()
-            self._train_solved = torch.cat(parts)
+            self._train_solved = _torch().cat([
+                u for _, _, u in self._solve_blocks(
+                    self._train_grads.blocks(), self.n_train_, "solving training points")
+            ])
         return self._train_solved
 
     def _query_and_train(self, x, y, desc: str):
@@ -509,8 +509,9 @@ class InfluenceFunction(BaseEstimator):
         of the *total* test loss when each training example is removed, shape ``(n_train,)``."""
         x, y = self._prepare(x_test, y_test)
         if self._cache_solves:
-            total = self._sum_gradients(x, y).to(self._solved_train().dtype)
-            return (self._solved_train() @ total).cpu().numpy() / self.n_train_
+            solved = self._solved_train()
+            total = self._sum_gradients(x, y).to(solved.dtype)
+            return (solved @ total).cpu().numpy() / self.n_train_
         u = self.solver_.solve(self._sum_gradients(x, y)[None])[0]
         values = np.empty(self.n_train_, dtype=np.float64)
         for rows, g in self._train_grads.blocks():
@@ -534,15 +535,9 @@ class InfluenceFunction(BaseEstimator):
             for rows, g in self._train_grads.blocks():
                 values[rows] = (solved[rows] * g).sum(1).cpu().numpy() / self.n_train_
             return values
-        bar = progress_bar(-(-self.n_train_ // self.batch_size), "self-influence", self.progress,
-                           unit="block")
-        try:
-            for rows, g in self._train_grads.blocks():
-                u = self.solver_.solve(g)
-                values[rows] = (u * g).sum(1).cpu().numpy() / self.n_train_
-                bar.update(1)
-        finally:
-            bar.close()
+        for rows, g, u in self._solve_blocks(self._train_grads.blocks(), self.n_train_,
+                                             "self-influence"):
+            values[rows] = (u * g).sum(1).cpu().numpy() / self.n_train_
         return values
 
     def params_influence(self, indices: Any) -> np.ndarray:
