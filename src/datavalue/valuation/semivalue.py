@@ -262,7 +262,6 @@ def run_semivalue(
     limit = stopping.max_samples()
     if limit is not None:  # the criterion is checked after whole rounds only
         limit = -(-limit // round_size) * round_size
-    flag = {"stopped": stopped}
 
     def stream(first: int) -> Any:
         """Tasks from sample ``first`` on, until a round's check says stop (or the bound).
@@ -272,7 +271,7 @@ def run_semivalue(
         dispatched after the stopping round are computed and thrown away (at most one per
         worker), so the values do not depend on n_jobs."""
         k = first
-        while not flag["stopped"] and (limit is None or k < limit):
+        while not stopped and (limit is None or k < limit):  # reads the latest round's verdict
             yield delayed(_evaluate_samples)(
                 game, sampler, [sample_seed(entropy, j) for j in range(k, k + per_task)]
             )
@@ -298,7 +297,7 @@ def run_semivalue(
             while not stopped:
                 in_round = 0
                 for contribs, masks, calls, skipped in results(parallel, streaming, n_samples):
-                    if flag["stopped"]:
+                    if stopped:
                         continue  # speculative work past the last round: discarded
                     for c, m in zip(contribs, masks, strict=True):
                         estimates.update(c, m)
@@ -310,7 +309,7 @@ def run_semivalue(
                         continue
                     in_round = 0
                     prog = current()
-                    stopped = flag["stopped"] = stopping(prog)
+                    stopped = stopping(prog)
                     bar.n = int(100 * stopping.completion(prog))
                     bar.set_postfix(samples=n_samples, fits=n_updates, refresh=False)
                     bar.refresh()
