@@ -260,7 +260,10 @@ def hessian_operator(
             # vectors: larger batches (fewer Python-level passes; Arnoldi on the digits MLP:
             # 6.3 -> 2.8 ms per product with all 1,257 examples in one pass).
             single_batch = max(batch_size, _SINGLE_HVP_EXAMPLES)
-            return _single_hvp(model, v[0], xs, ys, weight, single_batch)[None]
+            out = _single_hvp(model, v[0], xs, ys, weight, single_batch)[None]
+            if reg_hvp is not None:
+                out += layout.flatten(reg_hvp(params, layout.unflatten(v)), batch_dims=1)
+            return out.detach()
         out = torch.zeros_like(v)
         chunk = _vector_chunk(min(batch_size, max(1, xs.shape[0])), p)
         for vs in _batches(v.shape[0], chunk):
@@ -353,9 +356,9 @@ def hessian_operator(
 def _single_hvp(
     model: InfluenceModel, v: Tensor, x: Tensor, y: Tensor, weight: float, batch_size: int
 ) -> Tensor:
-    """``(weight * sum_i Hess L(z_i) + Hess R) v`` for one vector ``v`` by reverse-over-reverse
-    autograd over whole batches. For one vector this is 3-5x faster than the vmapped
-    forward-over-reverse path (Arnoldi on the digits MLP: 5.6 s -> 1.1 s,
+    """``weight * sum_i Hess L(z_i) v`` (the data term only) for one vector ``v`` by
+    reverse-over-reverse autograd over whole batches. For one vector this is 3-5x faster than
+    the vmapped path (Arnoldi on the digits MLP: 5.6 s -> 1.1 s,
     ``benchmarks/influence_proposals.py``, P3), which pays off only across many vectors."""
     layout = model.layout
     names = list(model.params)
@@ -364,21 +367,15 @@ def _single_hvp(
     with torch.enable_grad():
         ps = {k: t.detach().requires_grad_(True) for k, t in model.params.items()}
         leaves = [ps[k] for k in names]
-
-        def add(f: Tensor) -> None:
+        for b in _batches(x.shape[0], batch_size):
+            f = model.losses(ps, x[b], y[b]).sum() * weight
             g = torch.autograd.grad(f, leaves, create_graph=True)
             dot = sum((gi * vd[k]).sum() for gi, k in zip(g, names, strict=True))
             hv = torch.autograd.grad(dot, leaves, allow_unused=True)
-            nonlocal total
-            total = total + layout.flatten({
+            total += layout.flatten({
                 k: h if h is not None else torch.zeros_like(ps[k])
                 for h, k in zip(hv, names, strict=True)
             })
-
-        if model.regularizer is not None:
-            add(model.regularization(ps))
-        for b in _batches(x.shape[0], batch_size):
-            add(model.losses(ps, x[b], y[b]).sum() * weight)
     return total.detach()
 
 
