@@ -85,3 +85,36 @@ def write_result(
 def write_unavailable(out: str | os.PathLike, reason: str, **extra: Any) -> None:
     """Record that this implementation does not offer the requested method."""
     Path(out).write_text(json.dumps({"unavailable": reason, **extra}, indent=2))
+
+
+def tree_cpu_seconds() -> float:
+    """User + system CPU seconds of this process, its reaped children (``os.times``) and its
+    living descendants (from /proc): joblib's workers, alive or already stopped."""
+    t = os.times()
+    total = t.user + t.system + t.children_user + t.children_system
+    if not Path("/proc/self/stat").exists():
+        return total
+    tick = os.sysconf("SC_CLK_TCK")
+    me = os.getpid()
+    parent_of: dict[int, int] = {}
+    cpu_of: dict[int, float] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        pid = int(entry.name)
+        parent_of[pid] = int(fields[1])
+        cpu_of[pid] = (int(fields[11]) + int(fields[12])) / tick
+    for pid, cpu in cpu_of.items():
+        if pid == me:
+            continue
+        p = pid
+        while p > 1 and p != me:
+            p = parent_of.get(p, 0)
+        if p == me:
+            total += cpu
+    return total

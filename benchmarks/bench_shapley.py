@@ -103,40 +103,17 @@ class CountingLogisticRegression(LogisticRegression):
         return super().fit(X, y, sample_weight=sample_weight)
 
 
-def tree_cpu_seconds() -> float:
-    """User + system CPU seconds of this process, its reaped children and its living
-    descendants (joblib's workers) — from ``os.times`` and /proc."""
-    t = os.times()
-    total = t.user + t.system + t.children_user + t.children_system
-    if not Path("/proc/self/stat").exists():
-        return total
-    tick = os.sysconf("SC_CLK_TCK")
-    me = os.getpid()
-    parent_of: dict[int, int] = {}
-    cpu_of: dict[int, float] = {}
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry.name}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        parent_of[int(entry.name)] = int(fields[1])
-        cpu_of[int(entry.name)] = (int(fields[11]) + int(fields[12])) / tick
-    for pid, cpu in cpu_of.items():
-        p = pid
-        while p > 1 and p != me:
-            p = parent_of.get(p, 0)
-        if p == me and pid != me:
-            total += cpu
-    return total
-
-
 def runner_main() -> None:
     """Our side of a fresh-process measurement (the ``_runner.py`` contract)."""
     import datavalue as dv
-    from _runner import load_arrays, parse_args, timed, write_result, write_unavailable
+    from _runner import (
+        load_arrays,
+        parse_args,
+        timed,
+        tree_cpu_seconds,
+        write_result,
+        write_unavailable,
+    )
 
     args = parse_args()
     if args.method != "tmc-shapley":

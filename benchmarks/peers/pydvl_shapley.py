@@ -40,7 +40,14 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/, for _runner
-from _runner import load_arrays, parse_args, timed, write_result, write_unavailable  # noqa: E402
+from _runner import (  # noqa: E402
+    load_arrays,
+    parse_args,
+    timed,
+    tree_cpu_seconds,
+    write_result,
+    write_unavailable,
+)
 
 _COUNT_ENV = "BENCH_SHAPLEY_FIT_COUNT"
 _FDS: dict[int, int] = {}  # pid -> open file descriptor of the count file
@@ -65,37 +72,6 @@ class CountingLogisticRegression(LogisticRegression):
     def fit(self, X, y, sample_weight=None):
         _count_fit()
         return super().fit(X, y, sample_weight=sample_weight)
-
-
-def tree_cpu_seconds() -> float:
-    """User + system CPU seconds of this process, its reaped children (``os.times``) and its
-    living descendants (from /proc): joblib's workers, alive or already stopped."""
-    t = os.times()
-    tick = os.sysconf("SC_CLK_TCK")
-    me = os.getpid()
-    parent_of: dict[int, int] = {}
-    cpu_of: dict[int, float] = {}
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry.name}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        pid = int(entry.name)
-        parent_of[pid] = int(fields[1])
-        cpu_of[pid] = (int(fields[11]) + int(fields[12])) / tick
-    total = t.user + t.system + t.children_user + t.children_system
-    for pid, cpu in cpu_of.items():
-        if pid == me:
-            continue
-        p = pid
-        while p > 1 and p != me:
-            p = parent_of.get(p, 0)
-        if p == me:
-            total += cpu
-    return total
 
 
 def values_in_index_order(result, n: int) -> np.ndarray:
