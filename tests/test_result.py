@@ -91,7 +91,7 @@ def test_validation():
         dv.ValuationResult(values=np.zeros(3), stderr=np.zeros(2))
     with pytest.raises(InvalidParameterError, match="status"):
         dv.ValuationResult(values=np.zeros(3), status="done?")
-    with pytest.raises(InvalidParameterError, match="does not hold"):
+    with pytest.raises(InvalidParameterError, match="does not exist"):
         dv.ValuationResult.load("/nonexistent/folder")
 
 

@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 from sklearn.base import clone
 
-from ._io import atomic_write_text
+from ._io import csv_text
 from ._validation import check_estimator_like
 from .data import Dataset
 from .evaluate import _check_values, point_removal
@@ -178,30 +178,33 @@ class CleanResult:
             "flagged": self.flagged.tolist(), **self.extra,
         })
 
-    def save(self, directory: str | os.PathLike) -> dict[str, Path]:
+    def save(self, directory: str | os.PathLike, *,
+             based_on: dict[str, Any] | None = None) -> dict[str, Path]:
         """Write ``cleaned_dataset.npz`` (:meth:`Dataset.load` reads it), ``cleaned_train.csv``
         (the training rows in the data's original units, with their original index, value and,
         in "weight" mode, ``sample_weight``), ``clean_curve.csv``, ``clean.json`` and
         ``clean.png``."""
+        from .runs import RunWriter
+
         d = Path(directory)
-        d.mkdir(parents=True, exist_ok=True)
         ds = self.dataset
-        files = {"dataset": d / "cleaned_dataset.npz", "train_csv": d / "cleaned_train.csv",
-                 "curve": d / "clean_curve.csv", "summary": d / "clean.json",
-                 "figure": d / "clean.png"}
-        ds.save(files["dataset"])
+        names = {"dataset": "cleaned_dataset.npz", "train_csv": "cleaned_train.csv",
+                 "curve": "clean_curve.csv", "summary": "clean.json", "figure": "clean.png"}
         frame = pd.DataFrame(_raw(ds, ds.x_train), columns=list(ds.feature_names))
         frame.insert(0, "train_index", self.kept)
         frame["label"] = [ds.label_name(v.item()) for v in ds.y_train]
         frame["value"] = self.values[self.kept]
-        if self.sample_weight is not None:
-            frame["sample_weight"] = self.sample_weight
-            np.save(d / "sample_weight.npy", self.sample_weight)
-            files["sample_weight"] = d / "sample_weight.npy"
-        atomic_write_text(files["train_csv"], frame.to_csv(index=False, float_format="%.10g"))
-        atomic_write_text(files["curve"], self.curve.to_csv(index=False, float_format="%.10g"))
-        atomic_write_text(files["summary"], json.dumps(self.summary(), indent=2) + "\n")
-        plot_clean(self).savefig(files["figure"], dpi=110)
+        with RunWriter(d, what="The 'clean' output folder", based_on=based_on) as w:
+            ds.save(w.path(names["dataset"]))
+            if self.sample_weight is not None:
+                frame["sample_weight"] = self.sample_weight
+                np.save(w.path("sample_weight.npy"), self.sample_weight)
+                names["sample_weight"] = "sample_weight.npy"
+            w.write_text(names["train_csv"], csv_text(frame))
+            w.write_text(names["curve"], csv_text(self.curve))
+            w.write_text(names["summary"], json.dumps(self.summary(), indent=2) + "\n")
+            plot_clean(self).savefig(w.path(names["figure"]), dpi=110)
+        files = {k: d / v for k, v in names.items()}
         return files
 
 
@@ -506,18 +509,21 @@ class FixResult:
             }))
         return pd.concat(frames, ignore_index=True)
 
-    def save(self, directory: str | os.PathLike, dataset: Dataset) -> dict[str, Path]:
+    def save(self, directory: str | os.PathLike, dataset: Dataset, *,
+             based_on: dict[str, Any] | None = None) -> dict[str, Path]:
         """Write ``fix_curve.csv``, ``review.csv`` (every ranking's full review order),
         ``fix.json`` and ``fix.png``."""
+        from .runs import RunWriter
+
         d = Path(directory)
-        d.mkdir(parents=True, exist_ok=True)
-        files = {"curve": d / "fix_curve.csv", "review": d / "review.csv",
-                 "summary": d / "fix.json", "figure": d / "fix.png"}
-        atomic_write_text(files["curve"], self.curve.to_csv(index=False, float_format="%.10g"))
-        atomic_write_text(files["review"],
-                          self.review_table(dataset).to_csv(index=False, float_format="%.10g"))
-        atomic_write_text(files["summary"], json.dumps(self.summary(), indent=2) + "\n")
-        plot_fix(self).savefig(files["figure"], dpi=110)
+        names = {"curve": "fix_curve.csv", "review": "review.csv", "summary": "fix.json",
+                 "figure": "fix.png"}
+        with RunWriter(d, what="The 'fix' output folder", based_on=based_on) as w:
+            w.write_text(names["curve"], csv_text(self.curve))
+            w.write_text(names["review"], csv_text(self.review_table(dataset)))
+            w.write_text(names["summary"], json.dumps(self.summary(), indent=2) + "\n")
+            plot_fix(self).savefig(w.path(names["figure"]), dpi=110)
+        files = {k: d / v for k, v in names.items()}
         return files
 
 

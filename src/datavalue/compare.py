@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 from sklearn.base import clone
 
-from ._io import atomic_write_bytes, atomic_write_text
+from ._io import atomic_write_text, csv_text
 from ._validation import validate_params
 from .data import Dataset, load_dataset
 from .evaluate import noisy_detection, point_addition, point_removal, summarize_curve
@@ -46,6 +46,7 @@ from .models import MODELS, make_model
 from .parallel import progress_bar
 from .registry import METHODS, make_valuator
 from .result import ValuationResult, jsonable
+from .runs import RunWriter
 from .utility import default_metric
 
 __all__ = [
@@ -378,11 +379,10 @@ class _Output:
         self.previous_level = logger.level
         if self.dir is None:
             return
-        if self.dir.exists() and not self.dir.is_dir():
-            raise InvalidParameterError(f"'out' ({str(self.dir)!r}) exists and is not a folder.")
-        self.dir.mkdir(parents=True, exist_ok=True)
-        # A folder with compare.json holds a complete comparison: remove the old one first.
-        (self.dir / "compare.json").unlink(missing_ok=True)
+        # A new, empty or datavalue folder only; the files of an earlier comparison there
+        # (compare.json first, which marks a complete one) are removed before anything is run.
+        with RunWriter(self.dir, replace=True, what="The 'out' folder"):
+            pass
         self.handler = logging.FileHandler(self.dir / "run.log", mode="w", encoding="utf-8")
         self.handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
         logger.addHandler(self.handler)
@@ -406,26 +406,25 @@ class _Output:
         if self.dir is None:
             return
         d = self.dir
-        comparison.table.to_csv(d / "compare.csv", index=False, float_format="%.10g")
-        comparison.summary.to_csv(d / "summary.csv", index=False, float_format="%.10g")
-        comparison.curves.to_csv(d / "curves.csv", index=False, float_format="%.10g")
-        atomic_write_text(d / "summary.md", markdown_table(comparison.format_summary()))
-        if _have_pyarrow():
-            buf = io.BytesIO()
-            comparison.table.to_parquet(buf, index=False)
-            atomic_write_bytes(d / "compare.parquet", buf.getvalue())
-            comparison.config["parquet"] = True
-        else:
-            (d / "compare.parquet").unlink(missing_ok=True)
-            comparison.config["parquet"] = False
-            logger.warning("pyarrow is not installed: compare.parquet not written (CSV only).")
-        files = {
-            "table": "compare.csv", "summary": "summary.csv", "curves": "curves.csv",
-            "values": "values/<method>/seed-<seed>/", "datasets": "datasets/seed-<seed>.npz",
-        }
-        comparison.config["files"] = files
-        atomic_write_text(d / "compare.json",
-                          json.dumps(jsonable(comparison.config), indent=2) + "\n")
+        with RunWriter(d, what="The 'out' folder") as w:
+            w.write_text("compare.csv", csv_text(comparison.table))
+            w.write_text("summary.csv", csv_text(comparison.summary))
+            w.write_text("curves.csv", csv_text(comparison.curves))
+            w.write_text("summary.md", markdown_table(comparison.format_summary()))
+            if _have_pyarrow():
+                buf = io.BytesIO()
+                comparison.table.to_parquet(buf, index=False)
+                w.write_bytes("compare.parquet", buf.getvalue())
+                comparison.config["parquet"] = True
+            else:
+                comparison.config["parquet"] = False
+                logger.warning("pyarrow is not installed: compare.parquet not written (CSV only).")
+            files = {
+                "table": "compare.csv", "summary": "summary.csv", "curves": "curves.csv",
+                "values": "values/<method>/seed-<seed>/", "datasets": "datasets/seed-<seed>.npz",
+            }
+            comparison.config["files"] = files
+            w.write_text("compare.json", json.dumps(jsonable(comparison.config), indent=2) + "\n")
 
     def close(self) -> None:
         if self.handler is not None:

@@ -9,6 +9,7 @@ mutates the caller's arrays (they are copied and made read-only).
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 from collections.abc import Sequence
@@ -19,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from ._validation import check_features, check_target, infer_task
-from .exceptions import InvalidDataError, InvalidParameterError, UnknownNameError
+from .exceptions import DatavalueError, InvalidDataError, InvalidParameterError, UnknownNameError
 
 __all__ = [
     "Dataset",
@@ -401,10 +402,12 @@ class Dataset:
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | os.PathLike) -> Path:
-        """Write the data set to one ``.npz`` (arrays + JSON metadata), atomically."""
+        """Write the data set to one ``.npz`` (arrays + JSON metadata), atomically (inside a
+        datavalue run folder, as a file of the run; see :mod:`datavalue.runs`)."""
         import io
 
         from ._io import atomic_write_bytes
+        from .runs import RunWriter, is_run_folder
 
         meta = {
             "task": self.task,
@@ -421,22 +424,44 @@ class Dataset:
         arrays["meta"] = np.array(json.dumps(meta))
         buf = io.BytesIO()
         np.savez_compressed(buf, **arrays)
-        return atomic_write_bytes(Path(path), buf.getvalue())
+        p = Path(path)
+        if is_run_folder(p.parent):
+            # Inside a run folder the file is added through its manifest, so the run stays
+            # readable (see datavalue.runs).
+            with RunWriter(p.parent) as w:
+                w.write_bytes(p.name, buf.getvalue())
+            return p
+        return atomic_write_bytes(p, buf.getvalue())
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> Dataset:
-        """Read a data set written by :meth:`save`."""
-        with np.load(Path(path), allow_pickle=False) as f:
-            meta = json.loads(str(f["meta"]))
-            kw = {k: f[k] for k in f.files if k != "meta"}
-        return cls(
-            **kw,
-            task=meta["task"],
-            feature_names=tuple(meta["feature_names"]),
-            class_names=None if meta["class_names"] is None else tuple(meta["class_names"]),
-            name=meta["name"],
-            image_shape=None if meta["image_shape"] is None else tuple(meta["image_shape"]),
-        )
+    def load(cls, path: str | os.PathLike | io.BytesIO) -> Dataset:
+        """Read a data set written by :meth:`save` (a path or the file's bytes in a BytesIO)."""
+        import zipfile
+
+        where = "the data set" if isinstance(path, io.BytesIO) else repr(str(path))
+        try:
+            with np.load(path if isinstance(path, io.BytesIO) else Path(path),
+                         allow_pickle=False) as f:
+                meta = json.loads(str(f["meta"]))
+                kw = {k: f[k] for k in f.files if k != "meta"}
+            return cls(
+                **kw,
+                task=meta["task"],
+                feature_names=tuple(meta["feature_names"]),
+                class_names=None if meta["class_names"] is None else tuple(meta["class_names"]),
+                name=meta["name"],
+                image_shape=None if meta["image_shape"] is None else tuple(meta["image_shape"]),
+            )
+        except FileNotFoundError:
+            raise
+        except (ValueError, KeyError, TypeError, OSError, zipfile.BadZipFile,
+                json.JSONDecodeError) as exc:
+            if isinstance(exc, DatavalueError):
+                raise
+            raise InvalidDataError(
+                f"{where} is not a data set written by datavalue (Dataset.save): "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
 
 
 def fingerprint_arrays(*arrays: np.ndarray) -> str:

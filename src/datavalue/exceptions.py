@@ -13,6 +13,7 @@ __all__ = [
     "InvalidDataError",
     "InvalidModelError",
     "UnknownNameError",
+    "ModelOutputError",
 ]
 
 
@@ -34,3 +35,8 @@ class InvalidModelError(DatavalueError, TypeError):
 
 class UnknownNameError(DatavalueError, ValueError):
     """A method, model, metric or data set name is not known."""
+
+
+class ModelOutputError(DatavalueError, ValueError):
+    """A model produced unusable output: NaN or infinite predictions or scores, predictions of
+    the wrong length, or every fit failed. Raised instead of reporting values computed from it."""

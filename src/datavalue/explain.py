@@ -18,7 +18,6 @@ from typing import Any
 
 import numpy as np
 
-from ._io import atomic_write_text
 from .data import Dataset
 from .exceptions import InvalidParameterError
 from .models import make_model
@@ -46,10 +45,13 @@ class Explanation:
     data_fingerprint: str
 
     def save(self, directory: str | os.PathLike) -> Path:
-        """Write ``explanation.json`` into ``directory`` (atomically)."""
+        """Write ``explanation.json`` into the run folder ``directory`` (see
+        :mod:`datavalue.runs`)."""
+        from .runs import RunWriter
+
         d = Path(directory)
-        d.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(d / "explanation.json", json.dumps(asdict(self), indent=2) + "\n")
+        with RunWriter(d, what="The explanation folder") as w:
+            w.write_text("explanation.json", json.dumps(asdict(self), indent=2) + "\n")
         return d / "explanation.json"
 
     @classmethod

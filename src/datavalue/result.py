@@ -11,13 +11,13 @@ import io
 import json
 import math
 import os
+import zipfile
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ._io import atomic_write_bytes, atomic_write_text
 from .exceptions import InvalidDataError, InvalidParameterError
 
 __all__ = ["ValuationResult", "jsonable"]
@@ -196,44 +196,89 @@ class ValuationResult:
         }
 
     # ------------------------------------------------------------------ persistence
-    def save(self, directory: str | os.PathLike) -> Path:
+    def save(self, directory: str | os.PathLike, dataset: Any = None) -> Path:
         """Write ``values.npz`` (exact binary arrays), ``values.csv`` (for people and
-        spreadsheets) and ``result.json`` (provenance) into ``directory``.
+        spreadsheets) and ``result.json`` (provenance) into the run folder ``directory``, with
+        ``dataset.npz`` if ``dataset`` (the :class:`~datavalue.Dataset` valued) is given.
 
-        Each file is written atomically; ``result.json`` is written last, so a folder with a
-        ``result.json`` always holds a complete result.
+        The folder must be new, empty or a datavalue run folder (see :mod:`datavalue.runs`);
+        the files are moved in as one unit, so a reader sees the previous result or this one,
+        never a mix.
         """
-        d = Path(directory)
-        d.mkdir(parents=True, exist_ok=True)
+        from .runs import RunWriter
+
+        if dataset is not None and not hasattr(dataset, "fingerprint"):
+            raise InvalidParameterError(
+                f"'dataset' must be the datavalue Dataset that was valued. Got "
+                f"{type(dataset).__name__}."
+            )
+        with RunWriter(directory, what="The result folder") as writer:
+            if dataset is not None:
+                dataset.save(writer.path("dataset.npz"))
+            self._write_to(writer)
+        return Path(directory)
+
+    def _write_to(self, writer: Any, prefix: str = "") -> None:
+        """Stage this result's files in an open :class:`datavalue.runs.RunWriter`."""
         buf = io.BytesIO()
         np.savez(buf, values=self.values, stderr=self.stderr, counts=self.counts)
-        atomic_write_bytes(d / "values.npz", buf.getvalue())
-        atomic_write_text(d / "values.csv", self.to_frame().to_csv(index=False, float_format="%.17g"))
-        atomic_write_text(d / "result.json", json.dumps(self.metadata(), indent=2) + "\n")
-        return d
+        writer.write_bytes(prefix + "values.npz", buf.getvalue())
+        writer.write_text(prefix + "values.csv",
+                          self.to_frame().to_csv(index=False, float_format="%.17g"))
+        writer.write_text(prefix + "result.json", json.dumps(self.metadata(), indent=2) + "\n")
 
     @classmethod
     def load(cls, directory: str | os.PathLike) -> ValuationResult:
-        """Read a result written by :meth:`save`."""
-        d = Path(directory)
-        meta_path, arr_path = d / "result.json", d / "values.npz"
-        if not meta_path.is_file() or not arr_path.is_file():
-            raise InvalidParameterError(
-                f"{str(d)!r} does not hold a saved ValuationResult (result.json and values.npz "
-                "are missing)."
+        """Read a result written by :meth:`save` (every file checked against the run's
+        manifest; a half-written or mixed folder is refused with a clear error)."""
+        from .runs import RunReader
+
+        with RunReader(directory, what="result folder") as reader:
+            return cls._read_from(reader)
+
+    @classmethod
+    def _read_from(cls, reader: Any, prefix: str = "") -> ValuationResult:
+        d = reader.directory
+        for name in ("result.json", "values.npz"):
+            if not reader.has(prefix + name):
+                raise InvalidParameterError(
+                    f"{str(d)!r} does not hold a saved ValuationResult ({prefix + name} is "
+                    "missing)."
+                )
+        meta = reader.read_json(prefix + "result.json")
+        npz = reader.read_bytes(prefix + "values.npz")
+        where = str(d / (prefix + "values.npz"))
+        try:
+            with np.load(io.BytesIO(npz), allow_pickle=False) as f:
+                arrays = {k: f[k] for k in _ARRAYS}
+        except (ValueError, KeyError, OSError, zipfile.BadZipFile) as exc:
+            raise InvalidDataError(f"{where!r} is not a values file written by datavalue "
+                                   f"({exc}).") from exc
+        keys = ("method", "params", "seed", "library_version", "data_fingerprint", "wall_time",
+                "status", "n")
+        if not isinstance(meta, dict) or any(k not in meta for k in keys):
+            raise InvalidDataError(
+                f"{str(d / (prefix + 'result.json'))!r} is not a result.json written by "
+                f"datavalue (it needs the keys {', '.join(keys)})."
             )
-        meta = json.loads(meta_path.read_text())
-        with np.load(arr_path, allow_pickle=False) as f:
-            arrays = {k: f[k] for k in _ARRAYS}
+        n = meta["n"]
+        if any(a.shape != (n,) for a in arrays.values()):
+            raise InvalidDataError(
+                f"{str(d)!r} is inconsistent: result.json says n={n} but values.npz holds "
+                f"arrays of shapes {[a.shape for a in arrays.values()]}."
+            )
         wall = meta["wall_time"]
-        return cls(
-            **arrays,
-            method=meta["method"],
-            params=meta["params"],
-            seed=meta["seed"],
-            library_version=meta["library_version"],
-            data_fingerprint=meta["data_fingerprint"],
-            wall_time=float(wall) if not isinstance(wall, str) else float(wall),
-            status=meta["status"],
-            extra=meta.get("extra", {}),
-        )
+        try:
+            return cls(
+                **arrays,
+                method=meta["method"],
+                params=meta["params"],
+                seed=meta["seed"],
+                library_version=meta["library_version"],
+                data_fingerprint=meta["data_fingerprint"],
+                wall_time=float(wall),
+                status=meta["status"],
+                extra=meta.get("extra", {}),
+            )
+        except (TypeError, ValueError) as exc:
+            raise InvalidDataError(f"{str(d)!r} holds an invalid result: {exc}") from exc

@@ -24,7 +24,12 @@ import numpy as np
 from sklearn.base import clone
 
 from ._validation import check_estimator_like, check_xy, infer_task
-from .exceptions import InvalidDataError, InvalidParameterError, UnknownNameError
+from .exceptions import (
+    InvalidDataError,
+    InvalidParameterError,
+    ModelOutputError,
+    UnknownNameError,
+)
 
 __all__ = ["Utility", "METRICS", "resolve_metric"]
 
@@ -208,6 +213,7 @@ class Utility:
         self.n_calls = 0
         self.n_fits = 0
         self.n_failures = 0
+        self.first_error: str | None = None
         self.n_cache_hits = 0
         self._empty_score: float | None = None
         self.warm_start = bool(warm_start) and "warm_start" in getattr(
@@ -292,14 +298,39 @@ class Utility:
                 model = clone(self.model)
             model.fit(self.x_train[idx], self.y_train[idx])
             self.n_fits += 1
-            return self._score_fn(self.y_valid, self._predict(model, self.x_valid))
-        except Exception:
+            score = self._score_fn(self.y_valid, self._predict(model, self.x_valid))
+            if not np.isfinite(score):
+                raise ModelOutputError(
+                    f"The metric {self.metric!r} of {type(self.model).__name__} trained on "
+                    f"{idx.size} training examples is {score} (not finite)."
+                )
+            return score
+        except Exception as exc:
             if not self.catch_errors:
                 raise
             self.n_failures += 1
+            if self.first_error is None:
+                self.first_error = f"{type(exc).__name__}: {exc}"
             return self.default_score
 
     def _predict(self, model: Any, x: np.ndarray) -> np.ndarray:
+        """Predictions of ``model`` on ``x``, checked: one per row, finite (cheap next to a
+        fit, and a NaN prediction would otherwise become a silently NaN value)."""
+        p = self._predict_unchecked(model, x)
+        if p.shape[:1] != (x.shape[0],):
+            raise ModelOutputError(
+                f"{type(model).__name__} returned predictions of shape {p.shape} for "
+                f"{x.shape[0]} rows; a model must predict one value per row."
+            )
+        if p.dtype.kind in "fc" and not np.isfinite(p).all():
+            raise ModelOutputError(
+                f"{type(model).__name__} predicted {int((~np.isfinite(p)).sum())} NaN or "
+                "infinite value(s); data values cannot be computed from them. Check the model "
+                "(scaling, regularisation) or use another one."
+            )
+        return p
+
+    def _predict_unchecked(self, model: Any, x: np.ndarray) -> np.ndarray:
         if self._kind == "label" or self._kind == "value":
             return np.asarray(model.predict(x))
         # Probabilities over *all* classes: a model fitted on a subset knows only some of them.

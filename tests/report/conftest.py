@@ -17,8 +17,7 @@ def _value_folder(out: Path, name: str, **load) -> tuple[dv.Dataset, dv.Valuatio
     result = dv.KNNShapley(n_neighbors=5).fit(ds.x_train, ds.y_train, ds.x_valid,
                                               ds.y_valid).result_
     out.mkdir(parents=True)
-    ds.save(out / "dataset.npz")
-    result.save(out)
+    result.save(out, dataset=ds)
     return ds, result
 
 

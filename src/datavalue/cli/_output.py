@@ -10,33 +10,10 @@ from typing import Any
 import numpy as np
 
 from .. import __version__
-from .._io import atomic_write_text
 from ..data import Dataset
 from ..result import ValuationResult, jsonable
+from ..runs import RunWriter
 
-#: Files ``evaluate`` writes; ``value`` removes them from its folder, so they never describe an
-#: older result.
-_EVALUATION_FILES = (
-    "evaluation.json",
-    "removal.csv",
-    "addition.csv",
-    "removal.png",
-    "addition.png",
-    "detection.png",
-    "values.png",
-    # 'clean', 'fix' and 'report' outputs describe the values too
-    "clean.json",
-    "clean_curve.csv",
-    "clean.png",
-    "cleaned_dataset.npz",
-    "cleaned_train.csv",
-    "sample_weight.npy",
-    "fix.json",
-    "fix_curve.csv",
-    "fix.png",
-    "review.csv",
-    "report.html",
-)
 _N_SHOWN = 10
 
 
@@ -88,8 +65,8 @@ def _detection_lines(det: dict[str, Any], word: str = "corrupted", indent: str =
     )
 
 
-def _write_json(path: Path, obj: dict[str, Any]) -> None:
-    atomic_write_text(path, json.dumps(jsonable(obj), indent=2) + "\n")
+def _json_text(obj: dict[str, Any]) -> str:
+    return json.dumps(jsonable(obj), indent=2) + "\n"
 
 
 def _save_figure(fig: Any, path: Path) -> None:
@@ -97,13 +74,26 @@ def _save_figure(fig: Any, path: Path) -> None:
     fig.savefig(path, dpi=120)
 
 
-def _save_run(out: Path, ds: Dataset, result: ValuationResult, run: dict[str, Any]) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    for name in _EVALUATION_FILES:
-        (out / name).unlink(missing_ok=True)
-    ds.save(out / "dataset.npz")
-    _write_json(out / "run.json", run)
-    result.save(out)  # result.json last: a folder with one holds a complete run
+def _save_run(
+    out: Path, ds: Dataset, result: ValuationResult, run: dict[str, Any],
+    figures: dict[str, Any] | None = None, protect: tuple[str, ...] = (),
+) -> None:
+    """Write a new run into ``out`` as one unit (see :mod:`datavalue.runs`): the data set,
+    run.json, the result and ``figures`` ({file name: matplotlib figure}). Files of an earlier
+    run in the folder (evaluate's, clean's, ...) are removed, since they describe other values;
+    files datavalue did not write are never touched."""
+    with RunWriter(out, replace=True, protect=protect, what="--out") as w:
+        ds.save(w.path("dataset.npz"))
+        w.write_text("run.json", json.dumps(jsonable(run), indent=2) + "\n")
+        result._write_to(w)
+        for name, fig in (figures or {}).items():
+            _save_figure(fig, w.path(name))
+
+
+def _data_inputs(data: str) -> tuple[str, ...]:
+    """The input file of --data (protected from being overwritten by the run), if any."""
+    p = Path(data)
+    return (data,) if p.suffix and p.is_file() else ()
 
 
 def _run_info(

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
 from ..actions import CLEAN_MODES, FIX_RANKINGS, clean, fix
 from ..data import Dataset
-from ..exceptions import InvalidDataError, InvalidParameterError
+from ..exceptions import InvalidParameterError
 from ..models import MODELS, make_model
-from ..result import ValuationResult
+from ..runs import check_output_folder, load_run
 from ..utility import METRICS, resolve_metric
 from ._common import (
     _add_common,
@@ -95,32 +94,6 @@ def add_fix_parser(sub: Any, fmt: Any) -> argparse.ArgumentParser:
     return p
 
 
-def _load_run(d: Path) -> tuple[Dataset, ValuationResult, dict[str, Any]]:
-    """The data set, values and options of a folder written by 'value' (or 'demo')."""
-    if not d.is_dir():
-        raise InvalidParameterError(f"The folder {str(d)!r} does not exist.")
-    if not (d / "dataset.npz").is_file() or not (d / "result.json").is_file():
-        raise InvalidParameterError(
-            f"{str(d)!r} has no dataset.npz and result.json: give a folder written by "
-            "'datavalue value'."
-        )
-    result = ValuationResult.load(d)
-    ds = Dataset.load(d / "dataset.npz")
-    if len(result) != ds.n_train:
-        raise InvalidDataError(
-            f"The result in {str(d)!r} has {len(result)} values but dataset.npz has "
-            f"{ds.n_train} training rows."
-        )
-    options: dict[str, Any] = {}
-    if (d / "run.json").is_file():
-        try:
-            options = json.loads((d / "run.json").read_text()).get("options", {})
-        except (json.JSONDecodeError, AttributeError) as exc:
-            raise InvalidDataError(f"{str(d / 'run.json')!r} is not a run.json written by "
-                                   "datavalue.") from exc
-    return ds, result, options
-
-
 def _run_model(args: argparse.Namespace, ds: Dataset, options: dict[str, Any]) -> tuple[Any, str]:
     _check_name(args.model, MODELS, "model", "--model")
     _check_name(args.metric, METRICS, "metric", "--metric")
@@ -134,14 +107,15 @@ def _run_model(args: argparse.Namespace, ds: Dataset, options: dict[str, Any]) -
 
 def _cmd_clean(args: argparse.Namespace) -> int:
     d = Path(args.dir)
-    ds, result, options = _load_run(d)
+    ds, result, options, base = load_run(d)
+    out = Path(args.out) if args.out else d
+    check_output_folder(out, what="--out")
     model, metric = _run_model(args, ds, options)
     res = clean(ds, result, fraction=args.fraction, mode=args.mode, weight=args.weight,
                 model=model, metric=metric, fractions=args.fractions,
                 random_state=int(options.get("seed") or 0), n_jobs=args.n_jobs,
                 progress=_progress(args.quiet))
-    out = Path(args.out) if args.out else d
-    res.save(out)
+    res.save(out, based_on=base if out == d else None)
     verb = "Dropped" if args.mode == "drop" else f"Down-weighted (to {args.weight:g})"
     print(f"Data:    {ds.describe()}")
     print(f"Values:  {result.method}; model {type(model).__name__}, test {metric} on "
@@ -168,7 +142,9 @@ def _cmd_clean(args: argparse.Namespace) -> int:
 
 def _cmd_fix(args: argparse.Namespace) -> int:
     d = Path(args.dir)
-    ds, result, options = _load_run(d)
+    ds, result, options, base = load_run(d)
+    out = Path(args.out) if args.out else d
+    check_output_folder(out, what="--out")
     rankings = _split_list(args.rankings, "--rankings") or []
     for r in rankings:
         _check_name(r, FIX_RANKINGS, "ranking", "--rankings")
@@ -193,8 +169,7 @@ def _cmd_fix(args: argparse.Namespace) -> int:
     res = fix(ds, clean_ds, values=result, rankings=rankings, model=model, metric=metric,
               fractions=args.fractions, random_state=int(options.get("seed") or 0),
               n_jobs=args.n_jobs, progress=_progress(args.quiet))
-    out = Path(args.out) if args.out else d
-    res.save(out, ds)
+    res.save(out, ds, based_on=base if out == d else None)
     summary = res.summary(0.1)
     f = summary["fraction_checked"]
     print(f"Data:    {ds.describe()}")

@@ -8,15 +8,16 @@ from pathlib import Path
 from typing import Any
 
 from ..data import BUILTIN_DATASETS
+from ..runs import check_output_folder
 from ..valuation import make_valuator
 from ._common import _add_common, _check_n_jobs, _fit, _load_data, _progress, _wrap
 from ._output import (
     _N_SHOWN,
+    _data_inputs,
     _detection,
     _detection_lines,
     _lowest_table,
     _run_info,
-    _save_figure,
     _save_run,
 )
 
@@ -64,6 +65,7 @@ def _say(text: str, indent: str = "   ") -> None:
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     _check_n_jobs(args.n_jobs)
+    check_output_folder(args.out, what="--out", protect=_data_inputs(args.data))
     rate = 0.1
     ds = _load_data(args.data, noise=rate, seed=0)
     n_noisy = len(ds.noisy_indices)
@@ -113,12 +115,13 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         "n_jobs": args.n_jobs,
         "seed": 0,
     }
-    _save_run(out, ds, result, _run_info("demo", options, ds, args.argv))
     from ..evaluate import plot_noisy_detection, plot_values
 
-    _save_figure(plot_values(result.values, ds.noisy_indices), out / "values.png")
+    figures = {"values.png": plot_values(result.values, ds.noisy_indices)}
     if det is not None:
-        _save_figure(plot_noisy_detection(result.values, ds.noisy_indices), out / "detection.png")
+        figures["detection.png"] = plot_noisy_detection(result.values, ds.noisy_indices)
+    _save_run(out, ds, result, _run_info("demo", options, ds, args.argv), figures,
+              protect=_data_inputs(args.data))
     print(f"\n5. Results are in {out}/")
     print("   values.csv     one value per training example (higher = more helpful)")
     print(f"   values.png     histogram of the values, {word} vs clean examples")

@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
-from ..data import Dataset
-from ..exceptions import InvalidDataError, InvalidParameterError
 from ..models import MODELS, make_model
-from ..result import ValuationResult
+from ..runs import RunWriter, load_run
 from ..utility import METRICS
 from ._common import _add_common, _check_n_jobs, _check_name, _progress, _wrap
-from ._output import _detection, _detection_lines, _save_figure, _write_json
+from ._output import _detection, _detection_lines, _json_text, _save_figure
 
 
 def add_parser(sub: Any, fmt: Any) -> argparse.ArgumentParser:
@@ -77,29 +74,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     _check_name(args.metric, METRICS, "metric", "--metric")
     _check_n_jobs(args.n_jobs)
     d = Path(args.dir)
-    if not d.is_dir():
-        raise InvalidParameterError(f"The folder {str(d)!r} does not exist.")
-    if not (d / "dataset.npz").is_file():
-        raise InvalidParameterError(
-            f"{str(d)!r} has no dataset.npz: give a folder written by 'datavalue value'."
-        )
-    result = ValuationResult.load(d)
-    ds = Dataset.load(d / "dataset.npz")
-    if len(result) != ds.n_train or (
-        result.data_fingerprint and result.data_fingerprint != ds.fingerprint()
-    ):
-        raise InvalidDataError(
-            f"The result in {str(d)!r} does not belong to its dataset.npz ({len(result)} values, "
-            f"{ds.n_train} training rows, fingerprints {result.data_fingerprint} and "
-            f"{ds.fingerprint()})."
-        )
-    run_path = d / "run.json"
-    options: dict[str, Any] = {}
-    if run_path.is_file():
-        try:
-            options = json.loads(run_path.read_text()).get("options", {})
-        except (json.JSONDecodeError, AttributeError) as exc:
-            raise InvalidDataError(f"{str(run_path)!r} is not a run.json written by datavalue.") from exc
+    ds, result, options, base = load_run(d)
     model_name = args.model or options.get("model") or "logreg"
     metric = args.metric or options.get("metric")
     seed = int(options.get("seed") or 0)
@@ -118,11 +93,11 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     removal = ev.point_removal(result.values, ds, model, **curve_kw)
     addition = ev.point_addition(result.values, ds, model, **curve_kw)
 
-    removal.to_csv(d / "removal.csv", index=False)
-    addition.to_csv(d / "addition.csv", index=False)
-    _write_json(
-        d / "evaluation.json",
-        {
+    noisy = ds.noisy_indices if len(ds.noisy_indices) else None
+    with RunWriter(d, what="The run folder", based_on=base) as w:
+        w.write_text("removal.csv", removal.to_csv(index=False))
+        w.write_text("addition.csv", addition.to_csv(index=False))
+        w.write_text("evaluation.json", _json_text({
             "method": result.method,
             "model": model_name,
             "metric": metric,
@@ -131,14 +106,13 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
             "addition_mean": ev.summarize_curve(addition),
             "removal": removal.to_dict(orient="records"),
             "addition": addition.to_dict(orient="records"),
-        },
-    )
-    noisy = ds.noisy_indices if len(ds.noisy_indices) else None
-    _save_figure(ev.plot_values(result.values, noisy), d / "values.png")
-    if det is not None:
-        _save_figure(ev.plot_noisy_detection(result.values, ds.noisy_indices), d / "detection.png")
-    _save_figure(ev.plot_point_removal(removal), d / "removal.png")
-    _save_figure(ev.plot_point_addition(addition), d / "addition.png")
+        }))
+        _save_figure(ev.plot_values(result.values, noisy), w.path("values.png"))
+        if det is not None:
+            _save_figure(ev.plot_noisy_detection(result.values, ds.noisy_indices),
+                         w.path("detection.png"))
+        _save_figure(ev.plot_point_removal(removal), w.path("removal.png"))
+        _save_figure(ev.plot_point_addition(addition), w.path("addition.png"))
 
     score = metric or ("accuracy" if ds.task == "classification" else "r2")
     print(f"Data:    {ds.describe()}")

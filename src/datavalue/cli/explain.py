@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import json
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from ..exceptions import InvalidParameterError
 from ..models import MODELS
+from ..runs import RunWriter, check_output_folder
 from ._common import _add_common, _add_data_options, _check_name, _load_data, _wrap
 
 
@@ -57,6 +60,8 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     _check_name(args.model, MODELS, "model", "--model")
     if args.top < 1:
         raise InvalidParameterError(f"--top must be a positive number. Got {args.top}.")
+    if args.out is not None:
+        check_output_folder(args.out, what="--out")
     ds = _load_data(
         args.data, target=args.target, noise=args.noise, noise_kind=args.noise_kind,
         n_samples=args.n_samples, valid_size=args.valid_size, test_size=args.test_size,
@@ -73,8 +78,9 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     print(render_text(expl, ds))
     if args.out is not None:
         out = Path(args.out)
-        expl.save(out)
-        ds.save(out / "dataset.npz")
+        with RunWriter(out, replace=True, what="--out") as w:
+            w.write_text("explanation.json", json.dumps(asdict(expl), indent=2) + "\n")
+            ds.save(w.path("dataset.npz"))
         print(f"\nSaved to {out}/ (explanation.json, dataset.npz); "
               f"'datavalue report {out}' draws it.")
     return 0

@@ -11,6 +11,7 @@ from ..data import BUILTIN_DATASETS
 from ..exceptions import InvalidParameterError
 from ..models import MODELS, make_model
 from ..result import ValuationResult
+from ..runs import check_output_folder, check_writable_file
 from ..utility import METRICS, resolve_metric
 from ..valuation import METHODS, make_valuator
 from ._common import (
@@ -26,7 +27,15 @@ from ._common import (
     _summary,
     _wrap,
 )
-from ._output import _N_SHOWN, _detection, _detection_lines, _lowest_table, _run_info, _save_run
+from ._output import (
+    _N_SHOWN,
+    _data_inputs,
+    _detection,
+    _detection_lines,
+    _lowest_table,
+    _run_info,
+    _save_run,
+)
 
 
 def add_parser(sub: Any, fmt: Any) -> argparse.ArgumentParser:
@@ -191,7 +200,8 @@ def add_parser(sub: Any, fmt: Any) -> argparse.ArgumentParser:
         required=True,
         metavar="DIR",
         help="folder for the result (values.csv, values.npz, result.json), dataset.npz and "
-        "run.json. Created if needed; files of an earlier run are replaced. Required.",
+        "run.json: a new or empty folder, or the folder of an earlier run, whose files are then "
+        "replaced (files datavalue did not write are never touched). Required.",
     )
     return p
 
@@ -218,6 +228,11 @@ def _cmd_value(args: argparse.Namespace) -> int:
     _check_name(args.model, MODELS, "model", "--model")
     _check_name(args.metric, METRICS, "metric", "--metric")
     _check_n_jobs(args.n_jobs)
+    # Where the results go is checked before any work: a folder datavalue may not write into,
+    # or an unwritable checkpoint, fails now instead of after a long run.
+    check_output_folder(args.out, what="--out", protect=_data_inputs(args.data))
+    if args.checkpoint is not None:
+        check_writable_file(args.checkpoint, what="--checkpoint")
     extra = _parse_params(args.method, args.param)
     ds = _load_data(
         args.data,
@@ -269,7 +284,8 @@ def _cmd_value(args: argparse.Namespace) -> int:
 
     options = {k: v for k, v in vars(args).items() if k not in ("func", "command", "argv")}
     out = Path(args.out)
-    _save_run(out, ds, result, _run_info("value", options, ds, args.argv))
+    _save_run(out, ds, result, _run_info("value", options, ds, args.argv),
+              protect=_data_inputs(args.data))
 
     word = "flipped" if args.noise_kind == "labels" and ds.task == "classification" else "corrupted"
     print(f"Data:    {ds.describe()}")

@@ -16,9 +16,11 @@ from .._io import atomic_write_text
 from ..data import Dataset
 from ..exceptions import InvalidDataError, InvalidParameterError
 from ..result import ValuationResult
+from ..runs import RunWriter, check_output_file, check_output_folder, load_run
 from . import _html as h
 from ._examples import cards, features_text, is_image, rows_table
 from ._figures import plot_compare_curves, plot_compare_detection, plot_compare_values
+from ._html import REPORT_MARKER
 from .explain import explanation_files, load_explanations
 
 __all__ = ["build_report"]
@@ -115,15 +117,7 @@ def _value_sections(d: Path, *, model: Any, metric: Any, fractions: Any, k: int,
                     n_jobs: Any, progress: Any) -> list[Section]:
     from .. import evaluate as ev
 
-    result = ValuationResult.load(d)
-    ds = Dataset.load(d / "dataset.npz")
-    if len(result) != ds.n_train:
-        raise InvalidDataError(
-            f"The result in {str(d)!r} has {len(result)} values but dataset.npz has "
-            f"{ds.n_train} training rows."
-        )
-    run = _read_json(d / "run.json") if (d / "run.json").is_file() else {}
-    options = run.get("options", {}) if isinstance(run, dict) else {}
+    ds, result, options, _ = load_run(d)
     known = len(ds.noisy_indices) > 0
     params = ", ".join(f"{k_}={v}" for k_, v in result.params.items()
                        if v is not None and k_ != "progress")
@@ -344,7 +338,14 @@ def build_report(
     """
     d = Path(directory)
     if not d.is_dir():
-        raise InvalidParameterError(f"The folder {str(d)!r} does not exist.")
+        raise InvalidParameterError(
+            f"The folder {str(d)!r} does not exist." if not d.exists() else
+            f"{str(d)!r} is a file; give the folder written by datavalue that holds it."
+        )
+    if out is None:
+        check_output_folder(d, what="The report's folder")
+    else:
+        check_output_file(out, what="The report file", marker=REPORT_MARKER)
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise InvalidParameterError(f"The 'k' parameter must be a positive int. Got {k!r}.")
     sections: list[Section] = []
@@ -370,6 +371,10 @@ def build_report(
     subtitle = (f"{' + '.join(kinds).capitalize()} in {d.resolve()}; written "
                 f"{time.strftime('%Y-%m-%d %H:%M')} by datavalue {__version__}.")
     html = h.page(f"datavalue report: {d.resolve().name}", subtitle, sections)
-    path = Path(out) if out is not None else d / "report.html"
+    if out is None:
+        with RunWriter(d, what="The report's folder") as w:
+            w.write_text("report.html", html)
+        return d / "report.html"
+    path = check_output_file(out, what="The report file", marker=REPORT_MARKER)
     atomic_write_text(path, html)
     return path

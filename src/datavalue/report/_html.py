@@ -150,6 +150,10 @@ def section(anchor: str, title: str, body: str) -> str:
     return f'<section id="{esc(anchor)}"><h2>{esc(title)}</h2>{body}</section>'
 
 
+#: In the head of every report: ``report --out FILE`` replaces only files that carry it.
+REPORT_MARKER = b'<meta name="generator" content="datavalue report">'
+
+
 def page(title: str, subtitle: str, sections: Sequence[tuple[str, str, str]]) -> str:
     """The whole document: a title, a table of contents and the sections
     ``(anchor, title, html)``."""
@@ -158,7 +162,8 @@ def page(title: str, subtitle: str, sections: Sequence[tuple[str, str, str]]) ->
     return (
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
         "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
-        f"<title>{esc(title)}</title><style>{_CSS}</style></head><body>"
+        + REPORT_MARKER.decode()
+        + f"<title>{esc(title)}</title><style>{_CSS}</style></head><body>"
         f"<header><h1>{esc(title)}</h1><p class=\"muted\">{esc(subtitle)}</p>"
         f"<nav><ul>{toc}</ul></nav></header><main>{body}</main></body></html>\n"
     )

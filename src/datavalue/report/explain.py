@@ -15,10 +15,10 @@ from collections.abc import Sequence
 from dataclasses import fields
 from pathlib import Path
 
-from .._io import atomic_write_text
 from ..data import Dataset
 from ..exceptions import InvalidDataError, InvalidParameterError
 from ..explain import Explanation
+from ..runs import RunWriter
 
 __all__ = ["save_explanations", "load_explanations", "explanation_files"]
 
@@ -37,10 +37,6 @@ def save_explanations(directory: str | os.PathLike, dataset: Dataset,
         raise InvalidParameterError(
             f"The 'dataset' parameter must be a Dataset. Got {type(dataset).__name__}."
         )
-    d = Path(directory)
-    d.mkdir(parents=True, exist_ok=True)
-    dataset.save(d / "dataset.npz")
-    paths = []
     for e in explanations:
         if not isinstance(e, Explanation):
             raise InvalidParameterError(
@@ -51,10 +47,13 @@ def save_explanations(directory: str | os.PathLike, dataset: Dataset,
                 f"The explanation of test example {e.test_index} was computed on other data "
                 "than 'dataset' (fingerprints differ)."
             )
-        path = d / f"explanation-{e.test_index}.json"
-        paths.append(atomic_write_text(path, json.dumps(
-            {f.name: getattr(e, f.name) for f in fields(e)}, indent=2) + "\n"))
-    return paths
+    d = Path(directory)
+    with RunWriter(d, what="The explanation folder") as w:
+        dataset.save(w.path("dataset.npz"))
+        for e in explanations:
+            w.write_text(f"explanation-{e.test_index}.json", json.dumps(
+                {f.name: getattr(e, f.name) for f in fields(e)}, indent=2) + "\n")
+    return [d / f"explanation-{e.test_index}.json" for e in explanations]
 
 
 def load_explanations(directory: str | os.PathLike) -> tuple[list[Explanation], Dataset]:

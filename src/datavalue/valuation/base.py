@@ -15,10 +15,45 @@ from sklearn.base import BaseEstimator
 
 from .._validation import check_estimator_like, check_xy, infer_task, validate_params
 from ..data import fingerprint_arrays
-from ..exceptions import InvalidDataError, InvalidParameterError
+from ..exceptions import InvalidDataError, InvalidParameterError, ModelOutputError
 from ..result import ValuationResult
 
-__all__ = ["Valuator", "FitData", "default_model"]
+__all__ = ["Valuator", "FitData", "default_model", "FitFailures"]
+
+
+class FitFailures:
+    """Failed and successful model fits of a utility, counted across worker processes.
+
+    A worker's utility is a copy: its counters never reach the parent. Each task therefore
+    measures what its own calls added (:meth:`during`) and returns it; the parent adds them up.
+    """
+
+    def __init__(self, failed: int = 0, fitted: int = 0, first_error: str | None = None):
+        self.failed, self.fitted, self.first_error = int(failed), int(fitted), first_error
+
+    @classmethod
+    def of(cls, game: Any) -> FitFailures:
+        return cls(getattr(game, "n_failures", 0), getattr(game, "n_fits", 0),
+                   getattr(game, "first_error", None))
+
+    def since(self, before: FitFailures) -> FitFailures:
+        return FitFailures(self.failed - before.failed, self.fitted - before.fitted,
+                           self.first_error)
+
+    def __add__(self, other: FitFailures) -> FitFailures:
+        return FitFailures(self.failed + other.failed, self.fitted + other.fitted,
+                           self.first_error or other.first_error)
+
+    def check(self, owner: str) -> dict[str, Any]:
+        """Raise if every fit failed (the values would be the default score's noise); else the
+        counts for the result's ``extra``."""
+        if self.failed and not self.fitted:
+            raise ModelOutputError(
+                f"{owner}: every one of the {self.failed} model fits failed (catch_errors=True "
+                f"scored them all with default_score), so the values mean nothing. First error: "
+                f"{self.first_error}"
+            )
+        return {"n_failed_fits": self.failed}
 
 
 class FitData:
@@ -136,6 +171,14 @@ class Valuator(BaseEstimator):
     ) -> ValuationResult:
         """Store ``values_`` and ``result_`` on self and return the result."""
         values = np.asarray(values, dtype=np.float64)
+        if not np.isfinite(values).all():
+            bad = int((~np.isfinite(values)).sum())
+            raise ModelOutputError(
+                f"{type(self).__name__} produced {bad} NaN or infinite value(s) of "
+                f"{values.size}: the model's predictions or scores were not finite (e.g. a "
+                "regression model that diverged, or a metric that is undefined on this data). "
+                "No result is reported."
+            )
         self.values_ = values
         self.result_ = ValuationResult(
             values=values,

@@ -22,7 +22,7 @@ from .._validation import N_JOBS, Interval, Options
 from ..exceptions import InvalidDataError, InvalidParameterError
 from ..parallel import parallel_map
 from ..utility import METRICS, Utility, default_metric
-from .base import FitData, Valuator, default_model
+from .base import FitData, FitFailures, Valuator, default_model
 from .sampling import BanzhafWeight, BetaWeight, Game, SemivalueWeight, ShapleyWeight
 
 __all__ = ["ExactShapley", "ExactBanzhaf", "exact_semivalue", "subset_scores", "MAX_EXACT_PLAYERS"]
@@ -31,22 +31,30 @@ __all__ = ["ExactShapley", "ExactBanzhaf", "exact_semivalue", "subset_scores", "
 MAX_EXACT_PLAYERS = 20
 
 
-def _score_masks(game: Game, masks: np.ndarray, n: int) -> np.ndarray:
+def _score_masks(game: Game, masks: np.ndarray, n: int) -> tuple[np.ndarray, FitFailures]:
     bits = ((masks[:, None] >> np.arange(n)) & 1).astype(bool)
+    before = FitFailures.of(game)
     empty = game.empty_score()
     with threadpool_limits(limits=1, user_api="blas"):  # small fits: see semivalue.py
-        return np.array([game(np.flatnonzero(b)) if b.any() else empty for b in bits])
+        scores = np.array([game(np.flatnonzero(b)) if b.any() else empty for b in bits])
+    return scores, FitFailures.of(game).since(before)
 
 
 def subset_scores(game: Game, *, n_jobs: int | None = None, progress: bool | None = None
                   ) -> np.ndarray:
     """v(S) for every subset S, indexed by bitmask (bit i set = player i in S)."""
+    return _subset_scores(game, n_jobs=n_jobs, progress=progress)[0]
+
+
+def _subset_scores(game: Game, *, n_jobs: int | None, progress: bool | None
+                   ) -> tuple[np.ndarray, FitFailures]:
     n = game.n_players
     masks = np.arange(2**n, dtype=np.int64)
     blocks = np.array_split(masks, max(1, min(len(masks), 64)))
     parts = parallel_map(_score_masks, [(game, b, n) for b in blocks], n_jobs=n_jobs,
                          progress=progress, desc="subsets", unit="block")
-    return np.concatenate(parts)
+    failures = sum((p[1] for p in parts), FitFailures())
+    return np.concatenate([p[0] for p in parts]), failures
 
 
 def exact_semivalue(scores: np.ndarray, n: int, weight: SemivalueWeight) -> np.ndarray:
@@ -120,13 +128,14 @@ class _ExactBase(Valuator):
 
     def _fit_game(self, game: Game, data: FitData, start: float):
         n = game.n_players
-        scores = subset_scores(game, n_jobs=self.n_jobs, progress=self.progress)
+        scores, failures = _subset_scores(game, n_jobs=self.n_jobs, progress=self.progress)
         values = exact_semivalue(scores, n, self._weight())
         self.subset_scores_ = scores
         self._make_result(values, data, start, stderr=np.zeros(n),
                           counts=np.full(n, 2 ** (n - 1)),
                           extra={"n_utility_calls": 2**n, "full_score": float(scores[-1]),
-                                 "empty_score": float(scores[0])})
+                                 "empty_score": float(scores[0]),
+                                 **failures.check(type(self).__name__)})
         return self
 
 

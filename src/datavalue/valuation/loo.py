@@ -16,16 +16,19 @@ from threadpoolctl import threadpool_limits
 from .._validation import N_JOBS, Options
 from ..parallel import parallel_map
 from ..utility import METRICS, Utility, default_metric
-from .base import Valuator, default_model
+from .base import FitFailures, Valuator, default_model
 
 __all__ = ["LOO", "RandomValuation"]
 
 
-def _loo_block(utility: Utility, indices: np.ndarray) -> np.ndarray:
-    """Scores of the model without each point in ``indices`` (one block of tasks)."""
+def _loo_block(utility: Utility, indices: np.ndarray) -> tuple[np.ndarray, FitFailures]:
+    """Scores of the model without each point in ``indices`` (one block of tasks), and the
+    fits that failed on the way."""
     everyone = np.arange(utility.n_train)
+    before = FitFailures.of(utility)
     with threadpool_limits(limits=1, user_api="blas"):  # many small fits: threads only contend
-        return np.array([utility(np.delete(everyone, i)) for i in indices])
+        scores = np.array([utility(np.delete(everyone, i)) for i in indices])
+    return scores, FitFailures.of(utility).since(before)
 
 
 class LOO(Valuator):
@@ -104,9 +107,12 @@ class LOO(Valuator):
             desc="LOO",
             unit="block",
         )
-        without = np.concatenate(parts)
+        without = np.concatenate([p[0] for p in parts])
+        failures = sum((p[1] for p in parts), FitFailures.of(utility))
         self.full_score_ = full
-        self._make_result(full - without, data, start, extra={"full_score": full, "n_fits": n + 1})
+        self._make_result(full - without, data, start,
+                          extra={"full_score": full, "n_fits": n + 1,
+                                 **failures.check(type(self).__name__)})
         return self
 
 

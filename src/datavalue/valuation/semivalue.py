@@ -37,7 +37,7 @@ from ..exceptions import InvalidParameterError
 from ..parallel import joblib_backend, progress_bar
 from ..result import jsonable
 from ..utility import METRICS, Utility, default_metric
-from .base import FitData, Valuator, default_model
+from .base import FitData, FitFailures, Valuator, default_model
 from .sampling import (
     SAMPLERS,
     BanzhafWeight,
@@ -82,9 +82,21 @@ class _Welford:
         return {f"{prefix}count": self.count, f"{prefix}mean": self.mean, f"{prefix}m2": self.m2}
 
     def load(self, arrays: dict[str, np.ndarray], prefix: str) -> None:
-        self.count = arrays[f"{prefix}count"].astype(np.int64)
-        self.mean = arrays[f"{prefix}mean"].astype(np.float64)
-        self.m2 = arrays[f"{prefix}m2"].astype(np.float64)
+        """Restore from a checkpoint; ValueError if the arrays cannot be a running state."""
+        n = self.count.shape[0]
+        count, mean, m2 = (np.asarray(arrays[f"{prefix}{k}"]) for k in ("count", "mean", "m2"))
+        for name, a in (("count", count), ("mean", mean), ("m2", m2)):
+            if a.shape != (n,) or not np.issubdtype(a.dtype, np.number):
+                raise ValueError(f"'{prefix}{name}' has shape {a.shape} and dtype {a.dtype}, "
+                                 f"expected ({n},) numbers")
+            if not np.all(np.isfinite(a)):
+                raise ValueError(f"'{prefix}{name}' holds NaN or infinite entries")
+        if np.any(count < 0) or np.any(count != np.round(count)) or np.any(m2 < 0):
+            raise ValueError(f"'{prefix}count' or '{prefix}m2' holds negative or fractional "
+                             "entries")
+        self.count = count.astype(np.int64)
+        self.mean = mean.astype(np.float64)
+        self.m2 = m2.astype(np.float64)
 
 
 class _Estimates:
@@ -138,8 +150,10 @@ def sample_seed(entropy: int, k: int) -> int:
 
 def _evaluate_samples(
     game: Game, sampler: Sampler, seeds: list[int]
-) -> tuple[np.ndarray, np.ndarray, int, int]:
-    """Evaluate a block of samples in one worker: stacked contributions and masks."""
+) -> tuple[np.ndarray, np.ndarray, int, int, FitFailures]:
+    """Evaluate a block of samples in one worker: stacked contributions and masks, utility
+    calls, truncated steps and the fits that failed."""
+    before = FitFailures.of(game)
     contribs, masks, calls, skipped = [], [], 0, 0
     for seed in seeds:
         c, m, nc, ns = sampler.sample(game, seed)
@@ -147,7 +161,7 @@ def _evaluate_samples(
         masks.append(m)
         calls += nc
         skipped += ns
-    return np.stack(contribs), np.stack(masks), calls, skipped
+    return np.stack(contribs), np.stack(masks), calls, skipped, FitFailures.of(game).since(before)
 
 
 @dataclass
@@ -161,6 +175,7 @@ class RunOutcome:
     n_updates: int
     n_truncated: int
     elapsed: float
+    failures: FitFailures
 
 
 @contextlib.contextmanager
@@ -206,6 +221,7 @@ def run_semivalue(
     estimates = _Estimates(n, isinstance(sampler, MSRSampler))
     entropy = np.random.SeedSequence(random_state).entropy
     n_samples = n_updates = n_truncated = 0
+    failures = FitFailures()
     elapsed_before = 0.0
     if checkpoint is not None:
         loaded = load_checkpoint(checkpoint, expected_config=config)
@@ -216,34 +232,53 @@ def run_semivalue(
             )
         if loaded is not None:
             header, arrays = loaded
-            estimates.load(arrays)
-            entropy = int(header["entropy"])
-            n_samples, n_updates = int(header["n_samples"]), int(header["n_updates"])
-            n_truncated, elapsed_before = int(header["n_truncated"]), float(header["elapsed"])
-            if header.get("stopping_rule") == str(stopping):
-                stopping.load_state_dict(header["stopping"])
+            try:
+                estimates.load(arrays)
+                entropy = int(header["entropy"])
+                n_samples, n_updates = int(header["n_samples"]), int(header["n_updates"])
+                n_truncated, elapsed_before = int(header["n_truncated"]), float(header["elapsed"])
+                failures = FitFailures(int(header.get("n_failed_fits", 0)),
+                                       int(header.get("n_fits", 0)),
+                                       header.get("first_error"))
+                if min(n_samples, n_updates, n_truncated, failures.failed) < 0:
+                    raise ValueError("negative sample counts")
+                if header.get("stopping_rule") == str(stopping):
+                    stopping.load_state_dict(header["stopping"])
+            except (KeyError, ValueError, TypeError) as exc:
+                raise InvalidParameterError(
+                    f"The 'checkpoint' file {checkpoint!r} is damaged or not a checkpoint of this "
+                    f"run ({type(exc).__name__}: {exc}); delete it to start over."
+                ) from exc
 
-    def save() -> None:
+    def snapshot() -> tuple[dict[str, Any], dict[str, np.ndarray]] | None:
+        """The state at the end of the last complete round: what a checkpoint holds. A resumed
+        run starts a new round there, so its rounds (and stopping checks) are those of an
+        uninterrupted run; a state saved mid-round would shift them."""
         if checkpoint is None:
-            return
-        save_checkpoint(
-            checkpoint,
-            {
-                "config": config,
-                "method": desc,
-                "entropy": str(entropy),
-                "n_samples": n_samples,
-                "n_updates": n_updates,
-                "n_truncated": n_truncated,
-                "elapsed": elapsed_before + time.perf_counter() - start,
-                "stopping_rule": str(stopping),
-                "stopping": jsonable(stopping.state_dict()),
-            },
-            estimates.arrays(),
-        )
+            return None
+        header = {
+            "config": config,
+            "method": desc,
+            "entropy": str(entropy),
+            "n_samples": n_samples,
+            "n_updates": n_updates,
+            "n_truncated": n_truncated,
+            "n_failed_fits": failures.failed,
+            "n_fits": failures.fitted,
+            "first_error": failures.first_error,
+            "elapsed": elapsed_before + time.perf_counter() - start,
+            "stopping_rule": str(stopping),
+            "stopping": jsonable(stopping.state_dict()),
+        }
+        return header, {k: v.copy() for k, v in estimates.arrays().items()}
+
+    def save(state: tuple[dict[str, Any], dict[str, np.ndarray]] | None) -> None:
+        if checkpoint is not None and state is not None:
+            save_checkpoint(checkpoint, *state)
 
     start = time.perf_counter()
     last_save = start
+    boundary = snapshot()
 
     def current() -> RunProgress:
         return RunProgress(
@@ -259,9 +294,9 @@ def run_semivalue(
     if n_jobs is not None:
         parallel_kwargs["n_jobs"] = n_jobs
     stopped = n_samples > 0 and stopping(current())
+    # An exact upper bound on the samples drawn: the last round (and task) is cut short there,
+    # and the criterion is checked at its end as at the end of every whole round.
     limit = stopping.max_samples()
-    if limit is not None:  # the criterion is checked after whole rounds only
-        limit = -(-limit // round_size) * round_size
 
     def stream(first: int) -> Any:
         """Tasks from sample ``first`` on, until a round's check says stop (or the bound).
@@ -272,10 +307,11 @@ def run_semivalue(
         worker), so the values do not depend on n_jobs."""
         k = first
         while not stopped and (limit is None or k < limit):  # reads the latest round's verdict
+            m = per_task if limit is None else min(per_task, limit - k)
             yield delayed(_evaluate_samples)(
-                game, sampler, [sample_seed(entropy, j) for j in range(k, k + per_task)]
+                game, sampler, [sample_seed(entropy, j) for j in range(k, k + m)]
             )
-            k += per_task
+            k += m
 
     def results(parallel: Parallel, streaming: bool, first: int) -> Any:
         if streaming:
@@ -296,16 +332,18 @@ def run_semivalue(
                 threadpool_limits(limits=1, user_api="blas"):
             while not stopped:
                 in_round = 0
-                for contribs, masks, calls, skipped in results(parallel, streaming, n_samples):
+                for contribs, masks, calls, skipped, failed in results(parallel, streaming,
+                                                                       n_samples):
                     if stopped:
                         continue  # speculative work past the last round: discarded
                     for c, m in zip(contribs, masks, strict=True):
                         estimates.update(c, m)
                     n_updates += calls
                     n_truncated += skipped
-                    n_samples += per_task
-                    in_round += per_task
-                    if in_round < round_size:
+                    failures = failures + failed
+                    n_samples += len(contribs)
+                    in_round += len(contribs)
+                    if in_round < round_size and (limit is None or n_samples < limit):
                         continue
                     in_round = 0
                     prog = current()
@@ -313,15 +351,15 @@ def run_semivalue(
                     bar.n = int(100 * stopping.completion(prog))
                     bar.set_postfix(samples=n_samples, fits=n_updates, refresh=False)
                     bar.refresh()
-                    if checkpoint is not None and (
-                        time.perf_counter() - last_save >= checkpoint_every or stopped
-                    ):
-                        save()
-                        last_save = time.perf_counter()
+                    if checkpoint is not None:
+                        boundary = snapshot()
+                        if time.perf_counter() - last_save >= checkpoint_every or stopped:
+                            save(boundary)
+                            last_save = time.perf_counter()
                 if not stopped:  # the bound was reached without the criterion firing
                     limit = None
     except KeyboardInterrupt:
-        save()  # the last complete round; resume continues from there
+        save(boundary)  # the last complete round; resume continues from there
         raise
     prog = current()
     return RunOutcome(
@@ -334,6 +372,7 @@ def run_semivalue(
         n_updates=n_updates,
         n_truncated=n_truncated,
         elapsed=prog.elapsed,
+        failures=failures,
     )
 
 
@@ -465,6 +504,7 @@ class SemivalueValuation(Valuator):
                 "weight": sampler.weight.name,
                 "sampler": sampler.name,
                 "run_time_including_resumed": outcome.elapsed,
+                **outcome.failures.check(type(self).__name__),
                 **(extra or {}),
             },
         )
