@@ -81,9 +81,13 @@ def csv_text(frame: pandas.DataFrame, float_format: str = "%.10g") -> str:  # no
     """A DataFrame as CSV text, safe to open in a spreadsheet: text cells that start with
     ``= + - @``, a tab or a carriage return get a leading ``'`` (OWASP's advice against CSV
     formula injection; numbers, including negative ones, are written as numbers)."""
+    import pandas as pd
+
     out = frame.copy(deep=False)
     for col in out.columns:
-        if out[col].dtype == object or str(out[col].dtype) in ("string", "category"):
+        dtype = out[col].dtype
+        if (pd.api.types.is_object_dtype(dtype) or pd.api.types.is_string_dtype(dtype)
+                or isinstance(dtype, pd.CategoricalDtype)):
             out[col] = out[col].astype(object).map(_defuse_cell)
     out.columns = [_defuse_cell(str(c)) for c in out.columns]
     return out.to_csv(index=False, float_format=float_format)

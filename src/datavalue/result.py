@@ -203,7 +203,8 @@ class ValuationResult:
 
         The folder must be new, empty or a datavalue run folder (see :mod:`datavalue.runs`);
         the files are moved in as one unit, so a reader sees the previous result or this one,
-        never a mix.
+        never a mix. Files of an earlier run in the folder are removed (they describe other
+        values); files datavalue did not write are never touched.
         """
         from .runs import RunWriter
 
@@ -212,7 +213,7 @@ class ValuationResult:
                 f"'dataset' must be the datavalue Dataset that was valued. Got "
                 f"{type(dataset).__name__}."
             )
-        with RunWriter(directory, what="The result folder") as writer:
+        with RunWriter(directory, replace=True, what="The result folder") as writer:
             if dataset is not None:
                 dataset.save(writer.path("dataset.npz"))
             self._write_to(writer)

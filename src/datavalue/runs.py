@@ -508,7 +508,10 @@ def load_run(
                 f"{str(d)!r} has no {missing}: give a folder written by 'datavalue value'."
             )
         result = ValuationResult._read_from(r)
-        ds = Dataset.load(io.BytesIO(r.read_bytes("dataset.npz")))
+        try:
+            ds = Dataset.load(io.BytesIO(r.read_bytes("dataset.npz")))
+        except InvalidDataError as exc:
+            raise InvalidDataError(f"{str(d / 'dataset.npz')!r}: {exc}") from exc
         run = r.read_json("run.json") if r.has("run.json") else {}
         base = {n: r.manifest["files"][n] for n in ("values.npz", "dataset.npz")}
     if not isinstance(run, dict) or not isinstance(run.get("options", {}), dict):

@@ -365,3 +365,102 @@ def test_tmc_shapley_detects_flipped_labels_on_breast_cancer():
     print("TMC-Shapley flip-detection AUC", auc)
     assert auc >= 0.8
 
+
+
+class _InterruptingGame:
+    """A game that raises KeyboardInterrupt (as Ctrl-C does) at its ``at``-th call, once."""
+
+    def __init__(self, game, at: int) -> None:
+        self.game, self.at, self.calls = game, at, 0
+        self.n_players = game.n_players
+
+    def __call__(self, indices):
+        self.calls += 1
+        if self.calls == self.at:
+            raise KeyboardInterrupt
+        return self.game(indices)
+
+    def empty_score(self) -> float:
+        return self.game.empty_score()
+
+
+_RESUMABLE = {
+    "tmc-shapley": lambda **kw: TMCShapley(truncation_tol=None, max_permutations=24, **kw),
+    "beta-shapley": lambda **kw: BetaShapley(alpha=4, beta=1, max_permutations=24, **kw),
+    "data-banzhaf": lambda **kw: DataBanzhaf(max_subsets=200, **kw),
+}
+
+
+@pytest.mark.parametrize("method", sorted(_RESUMABLE))
+@pytest.mark.parametrize("at", [3, 37, 58, 101])
+def test_ctrl_c_then_resume_equals_the_uninterrupted_run_bit_for_bit(tmp_path, method, at):
+    """Ctrl-C at several points (mid-round included) saves the last complete round; resuming
+    ends with the values, stderr, counts and sample count of a run that was never stopped."""
+    make = _RESUMABLE[method]
+    kw = dict(round_size=4, n_jobs=1, progress=False, random_state=3)
+    game = random_game(6, seed=21)
+    # The same game class throughout: a checkpoint is tied to the game (data) it was made on.
+    full = make(**kw).fit_utility(_InterruptingGame(game, at=-1))
+    ck = tmp_path / "run.ckpt"
+    with pytest.raises(KeyboardInterrupt):
+        make(checkpoint=str(ck), checkpoint_every=1e9, **kw).fit_utility(
+            _InterruptingGame(game, at))
+    from datavalue.checkpoint import load_checkpoint
+
+    header, _ = load_checkpoint(ck)
+    per_round = 4 if method != "data-banzhaf" else 32  # MSR rounds are whole tasks of 32
+    assert header["n_samples"] % per_round == 0  # a whole round, never a partial one
+    resumed = make(checkpoint=str(ck), resume=True, **kw).fit_utility(
+        _InterruptingGame(game, at=-1))
+    assert resumed.result_.status == full.result_.status
+    np.testing.assert_array_equal(resumed.values_, full.values_)
+    np.testing.assert_array_equal(resumed.result_.stderr, full.result_.stderr)
+    np.testing.assert_array_equal(resumed.result_.counts, full.result_.counts)
+    assert resumed.n_samples_ == full.n_samples_
+
+
+@pytest.mark.parametrize("budget", [1, 3, 9])
+def test_max_permutations_is_an_exact_upper_bound(budget):
+    game = random_game(5, seed=2)
+    v = TMCShapley(truncation_tol=None, max_permutations=budget, n_jobs=1, progress=False,
+                   random_state=0).fit_utility(game)
+    assert v.n_samples_ == budget
+    assert v.result_.counts.max() == budget
+    # The first `budget` samples are those of a longer run: a bound, not another sequence.
+    longer = TMCShapley(truncation_tol=None, max_permutations=8, round_size=budget, n_jobs=1,
+                        progress=False, random_state=0).fit_utility(game)
+    assert longer.n_samples_ == 8
+
+
+@pytest.mark.parametrize("budget", [10, 64, 300])
+def test_max_subsets_is_an_exact_upper_bound(budget):
+    game = random_game(5, seed=2)
+    v = DataBanzhaf(max_subsets=budget, n_jobs=1, progress=False,
+                    random_state=0).fit_utility(game)
+    assert v.n_samples_ == budget
+    assert v.result_.extra["n_samples"] == budget
+
+
+def test_a_damaged_checkpoint_is_refused_with_a_clear_error(tmp_path):
+    from datavalue.checkpoint import load_checkpoint, save_checkpoint
+
+    game = random_game(5, seed=2)
+    kw = dict(truncation_tol=None, max_permutations=8, round_size=4, n_jobs=1, progress=False,
+              random_state=0)
+    ck = tmp_path / "run.ckpt"
+    TMCShapley(checkpoint=str(ck), **kw).fit_utility(game)
+    header, arrays = load_checkpoint(ck)
+    cases = {
+        "nan": ({}, {"in_mean": np.full(5, np.nan)}),
+        "negative counts": ({}, {"in_count": -np.ones(5, dtype=np.int64)}),
+        "wrong length": ({}, {"in_m2": np.zeros(3)}),
+        "missing key": ({"n_samples": None}, {}),
+        "text": ({"n_updates": "many"}, {}),
+    }
+    for _name, (h, a) in cases.items():
+        bad_header = {k: v for k, v in {**header, **h}.items() if v is not None}
+        bad_header.pop("version")
+        save_checkpoint(ck, bad_header, {**arrays, **a})
+        with pytest.raises(InvalidParameterError, match="damaged"):
+            TMCShapley(checkpoint=str(ck), resume=True,
+                       **{**kw, "max_permutations": 12}).fit_utility(game)

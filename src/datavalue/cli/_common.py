@@ -31,6 +31,17 @@ def _wrap(text: str) -> str:
     return textwrap.fill(text, width=79)
 
 
+def _seed(text: str) -> int:
+    """A seed: a non-negative int (argparse names the option in its error)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a non-negative int, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a non-negative int, got {text!r}")
+    return value
+
+
 def _size(text: str) -> float | int:
     """A split size: an int count ("100") or a fraction ("0.2")."""
     try:
@@ -212,8 +223,19 @@ def _load_data(
     )
 
 
+def _needs_validation(valuator: Any) -> bool:
+    """Whether the method's ``fit`` requires validation data (x_valid has no default)."""
+    param = inspect.signature(type(valuator).fit).parameters.get("x_valid")
+    return param is not None and param.default is inspect.Parameter.empty
+
+
 def _fit(valuator: Any, ds: Dataset) -> ValuationResult:
     """Fit on the training split (with the validation split when there is one)."""
+    if not ds.n_valid and _needs_validation(valuator):
+        raise InvalidParameterError(
+            f"The method {valuator.method_name!r} scores training examples on validation data, "
+            "but --valid-size is 0: give a validation split (e.g. --valid-size 0.2)."
+        )
     if ds.n_valid:
         valuator.fit(ds.x_train, ds.y_train, ds.x_valid, ds.y_valid)
     else:

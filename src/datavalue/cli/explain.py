@@ -11,7 +11,7 @@ from typing import Any
 from ..exceptions import InvalidParameterError
 from ..models import MODELS
 from ..runs import RunWriter, check_output_folder
-from ._common import _add_common, _add_data_options, _check_name, _load_data, _wrap
+from ._common import _add_common, _add_data_options, _check_name, _load_data, _seed, _wrap
 
 
 def add_parser(sub: Any, fmt: Any) -> argparse.ArgumentParser:
@@ -33,7 +33,7 @@ def add_parser(sub: Any, fmt: Any) -> argparse.ArgumentParser:
     )
     g = p.add_argument_group("data")
     _add_data_options(g, noise_default=0.0)
-    g.add_argument("--seed", type=int, default=0, metavar="S",
+    g.add_argument("--seed", type=_seed, default=0, metavar="S",
                    help="seed of the split and the corruption. Default: 0.")
     g = p.add_argument_group("explanation")
     g.add_argument("--test-index", type=int, required=True, metavar="I",

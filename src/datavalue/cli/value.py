@@ -23,6 +23,7 @@ from ._common import (
     _load_data,
     _parse_params,
     _progress,
+    _seed,
     _size,
     _summary,
     _wrap,
@@ -149,7 +150,7 @@ def add_parser(sub: Any, fmt: Any) -> argparse.ArgumentParser:
     )
     g.add_argument(
         "--seed",
-        type=int,
+        type=_seed,
         default=0,
         metavar="S",
         help="seed of the split, the corruption, the method and the model. Default: 0.",
