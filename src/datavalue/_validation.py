@@ -142,7 +142,13 @@ def validate_params(owner: str, params: dict[str, Any], constraints: dict[str, l
 
 
 def check_features(x: Any, name: str = "x_train", *, allow_empty: bool = False) -> np.ndarray:
-    """Return ``x`` as a 2-D float64 array, rejecting 1-D input, object data, NaN and inf."""
+    """Return ``x`` as a 2-D float64 array, rejecting 1-D input, object data, complex numbers,
+    NaN and inf."""
+    if hasattr(x, "tocsr") and hasattr(x, "nnz"):  # scipy.sparse, without importing scipy
+        raise InvalidDataError(
+            f"'{name}' is a scipy sparse matrix ({x.shape[0]} x {x.shape[1]}); this method "
+            f"needs a dense array: pass {name}.toarray()."
+        )
     try:
         arr = np.asarray(x)
     except Exception as exc:  # ragged lists and the like
@@ -162,6 +168,12 @@ def check_features(x: Any, name: str = "x_train", *, allow_empty: bool = False) 
         raise InvalidDataError(f"'{name}' has no rows; at least one sample is required.")
     if arr.shape[1] == 0:
         raise InvalidDataError(f"'{name}' has no columns; at least one feature is required.")
+    if arr.dtype.kind == "c" or (arr.dtype.kind == "O" and any(
+            isinstance(v, complex | np.complexfloating) for v in arr.ravel()[:1000])):
+        raise InvalidDataError(
+            f"'{name}' holds complex numbers; data values need real features (split real and "
+            "imaginary parts into two columns if both matter)."
+        )
     try:
         arr = arr.astype(np.float64, copy=False)
     except (TypeError, ValueError) as exc:
@@ -196,6 +208,9 @@ def check_target(
             f"'{name}' has {arr.shape[0]} entries but '{x_name}' has {n_samples} rows; "
             "they must have the same length."
         )
+    if arr.dtype.kind == "c":
+        raise InvalidDataError(f"'{name}' holds complex numbers; targets must be real labels "
+                               "or values.")
     if arr.dtype.kind in "fc" and not np.isfinite(arr).all():
         rows = np.flatnonzero(~np.isfinite(arr))
         shown = ", ".join(map(str, rows[:10])) + (" ..." if len(rows) > 10 else "")
@@ -265,3 +280,27 @@ def check_callable(value: Any, name: str) -> Callable:
     if not callable(value):
         raise InvalidParameterError(f"'{name}' must be callable; got {type(value).__name__}.")
     return value
+
+
+def power_of_two_exponent(max_abs: np.ndarray | float) -> np.ndarray:
+    """The exponent ``e`` with ``max_abs * 2**-e`` in [0.5, 1) (0 where ``max_abs`` is 0).
+
+    Multiplying by a power of two is exact in floating point (barring overflow/underflow), so
+    data rescaled by ``np.ldexp(x, -e)`` gives bit-for-bit the results of the unscaled data
+    wherever those did not overflow or underflow — and correct results where they did
+    (features of size 1e200, whose squares overflow, or 1e-200, whose squares vanish).
+    """
+    m = np.asarray(max_abs, dtype=np.float64)
+    _, e = np.frexp(np.where(np.isfinite(m) & (m > 0), m, 1.0))
+    return np.where(m > 0, e, 0).astype(np.int64)
+
+
+def rescale_if_extreme(*arrays: np.ndarray, axis: int | None = None,
+                       limit: int = 64) -> tuple[np.ndarray, ...]:
+    """Rescale ``arrays`` by a common power of two (per column with ``axis=0``) when their
+    largest magnitude is outside [2**-limit, 2**limit]; return them unchanged otherwise."""
+    m = np.max([np.max(np.abs(a), axis=axis) for a in arrays], axis=0)
+    e = power_of_two_exponent(m)
+    if np.all(np.abs(e) <= limit):
+        return arrays
+    return tuple(np.ldexp(a, -e) for a in arrays)

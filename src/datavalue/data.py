@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from ._validation import check_features, check_target, infer_task
+from ._validation import check_features, check_target, infer_task, power_of_two_exponent
 from .exceptions import DatavalueError, InvalidDataError, InvalidParameterError, UnknownNameError
 
 __all__ = [
@@ -270,11 +270,17 @@ class Dataset:
         parts = {s: (Xa[i], ya[i]) for s, i in zip(_SPLITS, idx, strict=True)}
         mean = scale = None
         if standardize:
-            mean = parts["train"][0].mean(axis=0)
-            scale = parts["train"][0].std(axis=0)
+            x = parts["train"][0]
+            # Mean and std of each column divided by a power of two near its largest value:
+            # exact for ordinary data (the same bits as x.mean(), x.std()), and no overflow
+            # for columns of size 1e300, whose squares would be infinite.
+            e = power_of_two_exponent(np.max(np.abs(x), axis=0)) if x.size else 0
+            xs = np.ldexp(x, -e)
+            mean = np.ldexp(xs.mean(axis=0), e)
+            scale = np.ldexp(xs.std(axis=0), e)
             # A column constant up to rounding (std tiny relative to its magnitude) is left
             # unscaled; dividing by its rounding noise would blow it up to ~1e17.
-            tiny = scale <= 1e-12 * np.maximum(np.abs(mean), 1.0)
+            tiny = (scale == 0) | (scale <= 1e-12 * np.abs(mean))
             scale = np.where(tiny, 1.0, scale)
             parts = {s: ((x - mean) / scale, yy) for s, (x, yy) in parts.items()}
         return cls(
@@ -749,6 +755,16 @@ def _npz_subsampled(path: Path, n_samples: int, split: dict) -> Dataset:
 
 
 # ---------------------------------------------------------------------- corruption
+def _check_dataset_arg(dataset: Any, func: str) -> None:
+    if not isinstance(dataset, Dataset):
+        hint = (" Build one with Dataset.from_arrays(X, y, ...)."
+                if isinstance(dataset, tuple | list) else "")
+        raise InvalidParameterError(
+            f"{func} corrupts a datavalue Dataset (it records which rows were corrupted); got "
+            f"{type(dataset).__name__}.{hint}"
+        )
+
+
 def _check_rate(rate: Any, name: str = "rate") -> float:
     if isinstance(rate, bool) or not isinstance(rate, int | float | np.floating) or not (
         0.0 <= float(rate) <= 1.0
@@ -771,6 +787,7 @@ def corrupt_labels(
     Validation and test splits are never touched. Returns a new :class:`Dataset` whose
     ``noisy_indices`` is the union of the old record and the rows corrupted here.
     """
+    _check_dataset_arg(dataset, "corrupt_labels")
     rate = _check_rate(rate)
     if not isinstance(dataset, Dataset):
         raise InvalidParameterError(
@@ -800,6 +817,7 @@ def corrupt_features(
     """Add Gaussian noise (standard deviation ``scale`` times each feature's training standard
     deviation) to the features of a fraction of the training rows. Returns a new Dataset with
     those rows added to ``noisy_indices``."""
+    _check_dataset_arg(dataset, "corrupt_features")
     rate = _check_rate(rate)
     if not isinstance(scale, int | float) or scale <= 0:
         raise InvalidParameterError(f"The 'scale' parameter must be positive. Got {scale!r}.")

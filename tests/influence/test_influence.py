@@ -585,3 +585,10 @@ def test_cache_train_solves_auto(mlp):
                                atol=1e-15)
     assert auto._train_solved is not None and off._train_solved is None
     assert not fit("cg")._cache_solves
+
+
+@pytest.mark.parametrize("device", ["cuda:7", "no-such-device"])
+def test_an_unavailable_device_is_named(digits17, logreg17, device):
+    x, y = digits17[0], digits17[1]
+    with pytest.raises(InvalidParameterError, match="'device'"):
+        dv.InfluenceFunction(logreg17, device=device).fit(x, y)

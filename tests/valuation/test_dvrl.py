@@ -341,3 +341,24 @@ def test_bad_predictors_raise_naming_them(small):
         _fit(small, predictor=LinearSVC())
     with pytest.raises(dv.InvalidDataError, match="validation data"):
         DVRL().fit(small.x_train, small.y_train)
+
+
+def test_a_diverging_value_estimator_is_named_not_a_sklearn_nan_error(small):
+    from datavalue.exceptions import ModelOutputError
+
+    with pytest.raises(ModelOutputError, match="diverged.*learning_rate"):
+        _fit(small, n_iterations=20, learning_rate=1e9, random_state=0)
+
+
+def test_a_killed_checkpoint_write_leaves_no_temporary_behind(small, tmp_path):
+    """A SIGKILL during the atomic write leaves '.<name>.<pid>.*.tmp'; the next write of the same
+    file removes temporaries of writers that are no longer alive (and keeps live ones)."""
+    import os
+
+    path = tmp_path / "dvrl.ckpt"
+    dead = tmp_path / ".dvrl.ckpt.999999999.abc.tmp"  # no such pid
+    alive = tmp_path / f".dvrl.ckpt.{os.getpid()}.xyz.tmp"
+    dead.write_bytes(b"half")
+    alive.write_bytes(b"in progress")
+    _fit(small, n_iterations=3, checkpoint=str(path), random_state=0)
+    assert path.exists() and not dead.exists() and alive.exists()

@@ -297,6 +297,33 @@ def _prepare_sklearn(model: InfluenceModel, x, y, x_name, y_name) -> tuple[Tenso
     return _as_tensor(xa).to(dtype=model.dtype, device=model.device), yt.to(model.device)
 
 
+def check_device(device: Any) -> Any:
+    """``device`` as a torch.device that exists on this machine (None stays None), or a clear
+    error naming it (torch itself fails late, with an AssertionError for a missing GPU)."""
+    if device is None:
+        return None
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError) as exc:
+        raise InvalidParameterError(
+            f"The 'device' parameter must name a torch device such as 'cpu' or 'cuda:0'. Got "
+            f"{device!r}."
+        ) from exc
+    if dev.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0 or (dev.index is not None and dev.index >= count):
+            have = "no CUDA GPU" if count == 0 else f"{count} CUDA GPU(s) (cuda:0..{count - 1})"
+            raise InvalidParameterError(
+                f"The 'device' parameter is {device!r}, but this machine has {have}; use "
+                "device='cpu' or None."
+            )
+    elif dev.type not in ("cpu", "meta") and not getattr(torch, dev.type, None):
+        raise InvalidParameterError(f"The 'device' {device!r} is not available here.")
+    elif dev.type == "mps" and not torch.backends.mps.is_available():
+        raise InvalidParameterError(f"The 'device' {device!r} is not available here.")
+    return dev
+
+
 def wrap_model(
     model: Any,
     loss: Callable | None = None,
@@ -352,6 +379,7 @@ def wrap_model(
       Smaller ``t`` is closer to the hinge but makes first-order predictions less accurate
       (on digits 1-vs-7, Pearson with retraining 0.99 at t = 0.1, 0.88 at 0.01, 0.79 at 0.001).
     """
+    device = check_device(device)
     if isinstance(model, nn.Module):
         from .torch_models import _wrap_torch
 

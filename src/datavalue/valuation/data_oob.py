@@ -25,7 +25,7 @@ from joblib import Parallel, delayed
 from sklearn.base import clone, is_classifier, is_regressor
 from sklearn.tree import BaseDecisionTree, DecisionTreeClassifier, DecisionTreeRegressor
 
-from .._validation import N_JOBS, Interval, Options, check_estimator_like
+from .._validation import N_JOBS, Interval, Options, check_estimator_like, rescale_if_extreme
 from ..exceptions import InvalidDataError, InvalidModelError, InvalidParameterError
 from ..parallel import progress_bar, spawn_seeds
 from .base import FitData, Valuator
@@ -83,6 +83,15 @@ def _predict(model: Any, x: np.ndarray) -> np.ndarray:
     if isinstance(model, BaseDecisionTree) and x.dtype == np.float32:
         return model.predict(x, check_input=False)
     return model.predict(x)
+
+
+def _check_float32_range(x: np.ndarray) -> None:
+    big = float(np.max(np.abs(x))) if x.size else 0.0
+    if big > np.finfo(np.float32).max:
+        raise InvalidDataError(
+            f"'x_train' has values up to {big:.3g}, beyond the float32 range that fitted "
+            "scikit-learn trees predict in; rescale the features (and refit the ensemble)."
+        )
 
 
 def _scores(pred: np.ndarray, y: np.ndarray, classification: bool) -> np.ndarray:
@@ -201,11 +210,11 @@ def _score_fitted_ensemble(
         y = np.array([position[lab] for lab in labels.tolist()], dtype=np.int64)
 
     # Fitted trees predict float32 input without re-validating it.
-    x = (
-        np.ascontiguousarray(data.x_train, dtype=np.float32)
-        if any(isinstance(m, BaseDecisionTree) for m in members)
-        else data.x_train
-    )
+    if any(isinstance(m, BaseDecisionTree) for m in members):
+        _check_float32_range(data.x_train)
+        x = np.ascontiguousarray(data.x_train, dtype=np.float32)
+    else:
+        x = data.x_train
     total = np.zeros(n)
     total_sq = np.zeros(n)
     count = np.zeros(n, dtype=np.int64)
@@ -377,9 +386,13 @@ class DataOOB(Valuator):
             if estimator is None:
                 estimator = DecisionTreeClassifier() if classification else DecisionTreeRegressor()
             count_weights = _weights_equal_copies(estimator)
-            # Trees work in float32: convert once here, not once per fit and predict.
+            # Trees work in float32: convert once here, not once per fit and predict. A column
+            # beyond float32's range (or so small it would round to 0) is first scaled by a
+            # power of two: a tree's splits, hence its predictions, do not change under a
+            # positive scaling of a column, and a power of two keeps the scaling exact.
             x = (
-                np.ascontiguousarray(data.x_train, dtype=np.float32)
+                np.ascontiguousarray(rescale_if_extreme(data.x_train, axis=0)[0],
+                                     dtype=np.float32)
                 if isinstance(estimator, BaseDecisionTree)
                 else data.x_train
             )

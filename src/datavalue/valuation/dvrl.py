@@ -68,7 +68,7 @@ from sklearn.base import clone
 from .._validation import Interval, Options
 from ..checkpoint import load_checkpoint, save_checkpoint
 from ..data import fingerprint_arrays
-from ..exceptions import InvalidModelError, InvalidParameterError
+from ..exceptions import InvalidModelError, InvalidParameterError, ModelOutputError
 from ..parallel import progress_bar, spawn_seeds
 from ..result import jsonable
 from .base import FitData, Valuator
@@ -549,6 +549,11 @@ class DVRL(Valuator):
         rows = rng.permutation(len(xy))[:batch]
         idx = torch.from_numpy(rows)
         p = torch.sigmoid(estimator.logits(xy[idx], mt[idx]))
+        if not bool(torch.isfinite(p).all()):
+            raise ModelOutputError(
+                "DVRL's value estimator diverged (its selection probabilities are NaN): lower "
+                f"'learning_rate' (now {self.learning_rate:g}; the paper uses 0.01)."
+            )
         s = rng.random(batch) < p.detach().numpy()
         while not s.any():  # nothing selected: redraw with probability 1/2 (reference code)
             s = rng.random(batch) < 0.5

@@ -43,7 +43,7 @@ from typing import Any, ClassVar
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from .._validation import N_JOBS, Interval, Options
+from .._validation import N_JOBS, Interval, Options, rescale_if_extreme
 from ..exceptions import InvalidDataError
 from ..parallel import parallel_map
 from .base import Valuator
@@ -439,8 +439,11 @@ class KNNShapley(Valuator):
                 "values). Pass integer or string class labels, or use a method that supports "
                 "regression (DataOOB, LOO)."
             )
-        xt = np.ascontiguousarray(data.x_train)
-        xv = np.ascontiguousarray(data.x_valid)
+        # Features of magnitude 1e200 (or 1e-200) overflow (underflow) in squared distances;
+        # a common power-of-two scale leaves every distance's order unchanged, exactly.
+        xt, xv = rescale_if_extreme(data.x_train, data.x_valid)
+        xt = np.ascontiguousarray(xt)
+        xv = np.ascontiguousarray(xv)
         label_dtype = np.min_scalar_type(max(data.n_classes - 1, 0))
         yt = data.y_train.astype(label_dtype)
         yv = data.y_valid.astype(label_dtype)
