@@ -12,13 +12,16 @@ The user's ``joblib.parallel_config(...)`` context (backend, n_jobs) is honoured
 from __future__ import annotations
 
 import contextlib
+import os
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
 import numpy as np
 from joblib import Parallel, delayed, parallel_config
 
-__all__ = ["spawn_seeds", "parallel_map", "progress_bar", "effective_n_jobs", "joblib_backend"]
+__all__ = ["spawn_seeds", "parallel_map", "progress_bar", "effective_n_jobs", "joblib_backend",
+           "watched"]
 
 T = TypeVar("T")
 
@@ -31,6 +34,47 @@ def spawn_seeds(random_state: int | None, n: int) -> list[int]:
     """
     children = np.random.SeedSequence(random_state).spawn(n)
     return [int(c.generate_state(1, dtype=np.uint32)[0]) for c in children]
+
+
+_watchdog_started = False
+_watchdog_lock = threading.Lock()
+
+
+def _watch_parent(parent: int) -> None:
+    """In a worker process: exit as soon as ``parent`` (the process that dispatched the work) is
+    gone. joblib's loky workers otherwise outlive a parent killed with SIGKILL by their idle
+    timeout (300 s), holding their memory."""
+    global _watchdog_started
+    with _watchdog_lock:
+        if _watchdog_started:
+            return
+        _watchdog_started = True
+
+    def watch() -> None:
+        import time
+
+        while True:
+            if os.getppid() != parent:  # re-parented: the dispatcher died
+                os._exit(1)
+            time.sleep(0.5)
+
+    threading.Thread(target=watch, name="datavalue-parent-watch", daemon=True).start()
+
+
+class watched:  # noqa: N801 - used like a function wrapper: delayed(watched(fn))(...)
+    """``fn`` for a joblib task that, when it runs in a child process of this one, makes that
+    worker exit once this process dies (see :func:`_watch_parent`). In this process (sequential
+    or thread backends) it is ``fn`` itself; on a Ray cluster (other parents) it does nothing."""
+
+    def __init__(self, fn: Callable[..., T]) -> None:
+        self.fn = fn
+        self.parent = os.getpid()
+        self.__name__ = getattr(fn, "__name__", "task")
+
+    def __call__(self, *args: Any, **kwargs: Any) -> T:
+        if os.getpid() != self.parent and os.getppid() == self.parent:
+            _watch_parent(self.parent)
+        return self.fn(*args, **kwargs)
 
 
 def effective_n_jobs(n_jobs: int | None) -> int:
@@ -67,7 +111,8 @@ def parallel_map(
     """
     tasks = list(tasks)
     total = len(tasks) if total is None else total
-    calls = (delayed(fn)(*t) if isinstance(t, tuple) else delayed(fn)(t) for t in tasks)
+    task = watched(fn)
+    calls = (delayed(task)(*t) if isinstance(t, tuple) else delayed(task)(t) for t in tasks)
     kwargs: dict[str, Any] = {"return_as": "generator"}
     if n_jobs is not None:
         kwargs["n_jobs"] = n_jobs

@@ -197,3 +197,8 @@ def test_ridge_model_still_works_at_normal_scale(reg):
     full = score(np.arange(20))
     by_hand = np.array([full - score(np.delete(np.arange(20), i)) for i in range(20)])
     np.testing.assert_allclose(v, by_hand, rtol=0, atol=1e-12)
+
+
+def test_data_oob_names_predictions_of_the_wrong_length(clf):
+    with pytest.raises(ModelOutputError, match="one value per row"):
+        dv.DataOOB(estimator=ShortClassifier(), n_estimators=5, progress=False).fit(*clf[:2])

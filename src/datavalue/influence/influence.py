@@ -391,11 +391,24 @@ class InfluenceFunction(BaseEstimator):
         """Yield ``(rows, G, (H + lambda I)^{-1} G)`` for gradient blocks ``(rows, G)`` of
         ``n`` rows in all, with a progress bar."""
         bar = progress_bar(-(-n // self.batch_size), desc, self.progress, unit="block")
+        shown = [0.0]  # part of the current block already shown
+
+        def within_block(fraction: float) -> None:
+            # Iterative solvers (LiSSA's thousands of steps) report inside a block, so a long
+            # first block does not look like a hang.
+            step = max(0.0, min(fraction, 1.0) - shown[0])
+            if step >= 0.01:
+                bar.update(step)
+                shown[0] += step
+
+        self.solver_.progress_hook = within_block
         try:
             for rows, g in blocks:
+                shown[0] = 0.0
                 yield rows, g, self.solver_.solve(g)
-                bar.update(1)
+                bar.update(1.0 - shown[0])
         finally:
+            self.solver_.progress_hook = None
             bar.close()
 
     def _train_subset(self, idx: np.ndarray):

@@ -26,8 +26,13 @@ from sklearn.base import clone, is_classifier, is_regressor
 from sklearn.tree import BaseDecisionTree, DecisionTreeClassifier, DecisionTreeRegressor
 
 from .._validation import N_JOBS, Interval, Options, check_estimator_like, rescale_if_extreme
-from ..exceptions import InvalidDataError, InvalidModelError, InvalidParameterError
-from ..parallel import progress_bar, spawn_seeds
+from ..exceptions import (
+    InvalidDataError,
+    InvalidModelError,
+    InvalidParameterError,
+    ModelOutputError,
+)
+from ..parallel import progress_bar, spawn_seeds, watched
 from .base import FitData, Valuator
 
 __all__ = ["DataOOB"]
@@ -82,7 +87,13 @@ def _predict(model: Any, x: np.ndarray) -> np.ndarray:
     # Trees skip their per-call validation on float32 input (converted once up front).
     if isinstance(model, BaseDecisionTree) and x.dtype == np.float32:
         return model.predict(x, check_input=False)
-    return model.predict(x)
+    pred = np.asarray(model.predict(x))
+    if pred.shape[:1] != (x.shape[0],):
+        raise ModelOutputError(
+            f"{type(model).__name__} returned predictions of shape {pred.shape} for "
+            f"{x.shape[0]} rows; a model must predict one value per row."
+        )
+    return pred
 
 
 def _check_float32_range(x: np.ndarray) -> None:
@@ -401,7 +412,7 @@ class DataOOB(Valuator):
             seeds = spawn_seeds(self.random_state, n_models)
             chunks = np.array_split(np.arange(n_models), min(n_models, _MAX_CHUNKS))
             tasks = (
-                delayed(_fit_chunk)(
+                delayed(watched(_fit_chunk))(
                     estimator,
                     x,
                     data.y_train,

@@ -34,7 +34,7 @@ from threadpoolctl import threadpool_limits
 from .._validation import N_JOBS, Interval, Options
 from ..checkpoint import load_checkpoint, save_checkpoint
 from ..exceptions import InvalidParameterError
-from ..parallel import joblib_backend, progress_bar
+from ..parallel import joblib_backend, progress_bar, watched
 from ..result import jsonable
 from ..utility import METRICS, Utility, default_metric
 from .base import FitData, FitFailures, Valuator, default_model
@@ -306,9 +306,10 @@ def run_semivalue(
         dispatched after the stopping round are computed and thrown away (at most one per
         worker), so the values do not depend on n_jobs."""
         k = first
+        task = watched(_evaluate_samples)
         while not stopped and (limit is None or k < limit):  # reads the latest round's verdict
             m = per_task if limit is None else min(per_task, limit - k)
-            yield delayed(_evaluate_samples)(
+            yield delayed(task)(
                 game, sampler, [sample_seed(entropy, j) for j in range(k, k + m)]
             )
             k += m

@@ -168,6 +168,9 @@ class Solver:
         validate_params(f"solver {self.name!r}", self.get_options(), self._constraints)
         self.info_: dict[str, Any] = {}
         self._op: HessianOperator | None = None
+        #: Called with the fraction of the current ``solve`` done, by solvers whose solve is
+        #: long (LiSSA); set by the caller that shows progress.
+        self.progress_hook: Callable[[float], None] | None = None
         self.damping_: float = 0.0
 
     @classmethod

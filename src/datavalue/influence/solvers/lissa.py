@@ -94,10 +94,14 @@ class LiSSASolver(Solver):
         v_norm = v.norm(dim=1)
         estimates = []
         steps = []
-        for _ in range(runs):
+        hook = self.progress_hook
+        every = max(1, (self.depth * runs) // 100)
+        for run in range(runs):
             h = v.clone()
             change = math.inf
             for step in range(1, self.depth + 1):
+                if hook is not None and step % every == 0:
+                    hook((run * self.depth + step) / (self.depth * runs))
                 if self.batch_size is None:
                     hv = op.matvec(h)
                 else:
