@@ -735,8 +735,21 @@ def _read_npz(p: Path) -> tuple[np.ndarray, np.ndarray, list[str] | None]:
                 )
             X, y = f["X"], f["y"]
             names = [str(n) for n in f["feature_names"]] if "feature_names" in f else None
-    except (ValueError, OSError, zipfile.BadZipFile) as exc:
+    except ValueError as exc:
+        if "allow_pickle" in str(exc):
+            raise InvalidDataError(
+                f"{str(p)!r} holds an object array (a pickled Python object, e.g. a sparse "
+                "matrix); datavalue reads only numeric arrays from NPZ files: save X as a dense "
+                "2-D array (X.toarray()) and y as a 1-D array."
+            ) from exc
         raise InvalidDataError(f"{str(p)!r} could not be read as an NPZ archive: {exc}") from exc
+    except (OSError, zipfile.BadZipFile) as exc:
+        raise InvalidDataError(f"{str(p)!r} could not be read as an NPZ archive: {exc}") from exc
+    if X.ndim != 2 or not (y.ndim == 1 or (y.ndim == 2 and y.shape[1] == 1)):
+        raise InvalidDataError(
+            f"In {str(p)!r}, 'X' must be a 2-D array (rows x features) and 'y' a 1-D array "
+            f"(one target per row); got shapes {X.shape} and {y.shape}."
+        )
     return X, y, names
 
 

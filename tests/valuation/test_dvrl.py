@@ -362,3 +362,22 @@ def test_a_killed_checkpoint_write_leaves_no_temporary_behind(small, tmp_path):
     alive.write_bytes(b"in progress")
     _fit(small, n_iterations=3, checkpoint=str(path), random_state=0)
     assert path.exists() and not dead.exists() and alive.exists()
+
+
+@pytest.mark.parametrize("damage", ["nan estimator", "negative adam_v", "short performance"])
+def test_a_damaged_dvrl_checkpoint_is_refused(small, tmp_path, damage):
+    from datavalue.checkpoint import save_checkpoint
+
+    path = tmp_path / "dvrl.ckpt"
+    _fit(small, n_iterations=5, random_state=1, checkpoint=path)
+    header, arrays = load_checkpoint(path)
+    header.pop("version")
+    if damage == "nan estimator":
+        arrays["estimator"] = np.full_like(arrays["estimator"], np.nan)
+    elif damage == "negative adam_v":
+        arrays["adam_v"] = -np.ones_like(arrays["adam_v"])
+    else:
+        arrays["performance"] = arrays["performance"][:2]
+    save_checkpoint(path, header, arrays)
+    with pytest.raises(InvalidParameterError, match="damaged"):
+        _fit(small, n_iterations=10, random_state=1, checkpoint=path, resume=True)

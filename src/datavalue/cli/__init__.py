@@ -85,7 +85,8 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args))
     except KeyboardInterrupt:
         checkpoint = getattr(args, "checkpoint", None)
-        hint = (f"; the last complete round is saved in {checkpoint}: add --resume to continue"
+        hint = (f"; the last complete round (iteration, for DVRL) is saved in {checkpoint}: add "
+                "--resume to continue exactly"
                 if checkpoint else "")
         print(f"{PROG}: interrupted{hint}", file=sys.stderr)
         return 130

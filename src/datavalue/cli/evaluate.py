@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ..models import MODELS, make_model
-from ..runs import RunWriter, load_run
+from ..runs import RunWriter, check_output_folder, load_run
 from ..utility import METRICS
 from ._common import _add_common, _check_n_jobs, _check_name, _progress, _wrap
 from ._output import _detection, _detection_lines, _json_text, _save_figure
@@ -75,6 +75,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     _check_n_jobs(args.n_jobs)
     d = Path(args.dir)
     ds, result, options, base = load_run(d)
+    check_output_folder(d, what="The run folder")  # writable, before the curves are computed
     model_name = args.model or options.get("model") or "logreg"
     metric = args.metric or options.get("metric")
     seed = int(options.get("seed") or 0)

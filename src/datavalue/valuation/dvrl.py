@@ -582,6 +582,25 @@ class DVRL(Valuator):
                 f"The 'checkpoint' file {path!r} was not written by DVRL; delete it or choose "
                 "another path."
             )
+        damaged = None
+        try:
+            for key in ("estimator", "adam_m", "adam_v", "performance"):
+                a = np.asarray(arrays[key])
+                if not np.issubdtype(a.dtype, np.number) or not np.all(np.isfinite(a)):
+                    damaged = f"'{key}' holds NaN, infinite or non-numeric entries"
+            if np.any(np.asarray(arrays["adam_v"]) < 0):
+                damaged = "'adam_v' holds negative entries"
+            it, t = int(header["iteration"]), int(header["adam_t"])
+            if it < 0 or t < 0 or len(arrays["performance"]) != it:
+                damaged = f"iteration {it} does not match {len(arrays['performance'])} records"
+            if not np.isfinite(float(header["baseline"])) or not isinstance(header["rng"], dict):
+                damaged = "the baseline or the random state is invalid"
+        except (KeyError, TypeError, ValueError) as exc:
+            damaged = f"{type(exc).__name__}: {exc}"
+        if damaged is not None:
+            raise InvalidParameterError(
+                f"The 'checkpoint' file {path!r} is damaged ({damaged}); delete it to start over."
+            )
         if header["iteration"] > self.n_iterations:
             raise InvalidParameterError(
                 f"The 'checkpoint' file {path!r} holds {header['iteration']} iterations, more "
