@@ -26,11 +26,30 @@ def test_registry_names_match_classes():
         assert issubclass(cls, dv.Valuator)
 
 
-def test_make_valuator_filters_params_and_rejects_unknown_names():
-    v = dv.make_valuator("random", random_state=5, model="ignored", n_jobs=2)
+def test_make_valuator_rejects_unknown_and_misspelled_names():
+    v = dv.make_valuator("random", random_state=5)
     assert isinstance(v, dv.RandomValuation) and v.random_state == 5
     with pytest.raises(UnknownNameError, match="data-oob"):
         dv.make_valuator("shapley?")
+    with pytest.raises(UnknownNameError, match="Did you mean 'tmc-shapley'"):
+        dv.make_valuator("tmc-shapely")
+    # A typo is never a silently ignored option ...
+    with pytest.raises(UnknownNameError, match="max_permutaions.*Did you mean 'max_permutations'"):
+        dv.make_valuator("tmc-shapley", max_permutaions=5)
+    # ... nor is a parameter the method does not have.
+    with pytest.raises(UnknownNameError, match="'model'"):
+        dv.make_valuator("random", model="ignored")
+
+
+def test_make_valuator_passes_explicit_none_and_models():
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    assert dv.make_valuator("tmc-shapley", truncation_tol=None).truncation_tol is None
+    pipe = make_pipeline(StandardScaler(), LogisticRegression())
+    assert dv.make_valuator("data-oob", model=pipe).model is pipe
+    assert dv.make_valuator("knn-shapley", distance="cosine").distance == "cosine"
 
 
 @pytest.fixture(scope="module")

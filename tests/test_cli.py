@@ -70,7 +70,7 @@ def valued(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
     out = tmp_path_factory.mktemp("cli") / "bc"
     proc = run(
         "value", "--data", "breast_cancer", "--noise", "0.1", "--method", "knn-shapley",
-        "--param", "n_neighbors=5", "--metric", "accuracy", "--quiet", "--out", out,
+        "--param", "n_neighbors=5", "--quiet", "--out", out,
     )  # fmt: skip
     assert_ok(proc)
     return out, proc
@@ -96,9 +96,8 @@ def test_value_saves_what_the_api_computes(valued):
     run_info = json.loads((out / "run.json").read_text())
     assert run_info["options"]["method"] == "knn-shapley"
     assert run_info["options"]["seed"] == 0
-    # --metric is a score for 'evaluate'; KNN-Shapley's own 'metric' (a distance) is untouched.
-    assert run_info["options"]["metric"] == "accuracy"
-    assert result.params["metric"] == "euclidean"
+    assert run_info["options"]["metric"] is None
+    assert result.params["distance"] == "euclidean"
 
     det = noisy_detection(result.values, ds.noisy_indices)
     assert printed("AUC", proc.stdout) == pytest.approx(det["auc"], abs=5e-4)
@@ -128,7 +127,7 @@ def test_evaluate_writes_curves_and_value_replaces_them(valued):
     report = json.loads((out / "evaluation.json").read_text())
     det = noisy_detection(result.values, ds.noisy_indices)
     assert report["detection"]["auc"] == pytest.approx(det["auc"], abs=1e-12)
-    assert report["model"] == "logreg" and report["metric"] == "accuracy"
+    assert report["model"] == "logreg" and report["metric"] is None  # the default: accuracy
     assert printed("AUC", proc.stdout) == pytest.approx(det["auc"], abs=5e-4)
     assert "Point removal" in proc.stdout and "most_valuable_first" in proc.stdout
 

@@ -55,7 +55,7 @@ def _alone(name: str, ds: dv.Dataset, seed: int) -> np.ndarray:
     """The method run on its own, built by hand (not through compare's helpers)."""
     lr = LogisticRegression(max_iter=1000)
     if name == "data-oob":
-        est = dv.DataOOB(n_estimators=30, estimator=lr, random_state=seed)
+        est = dv.DataOOB(n_estimators=30, model=lr, random_state=seed)
     elif name == "knn-shapley":
         est = dv.KNNShapley()
     else:

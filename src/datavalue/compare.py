@@ -38,7 +38,6 @@ import pandas as pd
 from sklearn.base import clone
 
 from ._io import atomic_write_text, csv_text
-from ._validation import validate_params
 from .data import Dataset, load_dataset
 from .evaluate import noisy_detection, point_addition, point_removal, summarize_curve
 from .exceptions import DatavalueError, InvalidParameterError, UnknownNameError
@@ -168,18 +167,6 @@ def _resolve_params(methods: list[str], params: Any) -> dict[str, dict[str, Any]
     return resolved
 
 
-def _metric_accepted(name: str, metric: Any) -> bool:
-    """Whether ``metric`` is a valid value of the method's own 'metric' parameter (it is a
-    distance for KNN-Shapley: the score metric is then used by the evaluation only)."""
-    cls = METHODS[name]
-    try:
-        validate_params(cls.__name__, {"metric": metric},
-                        getattr(cls, "_parameter_constraints", {}))
-    except InvalidParameterError:
-        return False
-    return True
-
-
 def _make_model(model: Any, task: str, seed: int) -> Any:
     if isinstance(model, str):
         return make_model(model, task, seed)
@@ -200,8 +187,8 @@ def method_params(
     """The parameters :func:`compare` gives method ``name`` for one seed.
 
     ``random_state = seed``; the model (a fresh :func:`~datavalue.make_model` seeded with
-    ``seed`` when ``model`` is a name) as both ``model`` (retraining methods) and ``estimator``
-    (Data-OOB bags it, as OpenDataVal does); ``metric`` where it is the method's score metric;
+    ``seed`` when ``model`` is a name) as ``model`` (retraining methods refit it; Data-OOB bags
+    it, as OpenDataVal does); ``metric`` where it is the method's score metric;
     ``task``, ``n_jobs``, ``progress``; then ``params`` (budgets and user options) on top.
     Running ``dv.make_valuator(name, **method_params(...))`` alone gives the values
     :func:`compare` reports.
@@ -212,11 +199,9 @@ def method_params(
         out["random_state"] = seed
     if "task" in accepted:
         out["task"] = task
-    if model is not None:
-        for key in ("model", "estimator"):
-            if key in accepted:
-                out[key] = _make_model(model, task, seed)
-    if metric is not None and "metric" in accepted and _metric_accepted(name, metric):
+    if model is not None and "model" in accepted:
+        out["model"] = _make_model(model, task, seed)
+    if metric is not None and "metric" in accepted:
         out["metric"] = metric
     if n_jobs is not None and "n_jobs" in accepted:
         out["n_jobs"] = n_jobs
@@ -607,6 +592,16 @@ def _run(data, method_names, seed_list, resolved, model, model_name, metric, noi
                 config["data"], ",".join(method_names), seed_list, noise_rate, model_name, metric)
     for name in method_names:
         logger.info("  %s parameters: %s", name, json.dumps(jsonable(resolved[name])))
+    # Options shared by every method that some methods cannot use: said once, and recorded.
+    not_applicable = {
+        name: [opt for opt, given in (("model", model is not None), ("metric", metric is not None))
+               if given and opt not in _accepted(name)]
+        for name in method_names
+    }
+    not_applicable = {k: v for k, v in not_applicable.items() if v}
+    config["not_applicable"] = not_applicable
+    for name, opts in not_applicable.items():
+        logger.info("  %s does not use %s (used by the evaluation only)", name, " or ".join(opts))
     metric_name = metric if metric is None or isinstance(metric, str) else getattr(
         metric, "__name__", "callable")
     rows: list[dict[str, Any]] = []

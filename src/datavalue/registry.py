@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import difflib
 import inspect
 from typing import Any
 
@@ -27,7 +28,7 @@ from .valuation import (
 )
 from .valuation.dvrl import DVRL
 
-__all__ = ["METHODS", "make_valuator"]
+__all__ = ["METHODS", "make_valuator", "method_parameters", "check_parameter_names"]
 
 METHODS: dict[str, type[Valuator]] = {
     "data-oob": DataOOB,
@@ -47,16 +48,42 @@ METHODS: dict[str, type[Valuator]] = {
 }
 
 
-def make_valuator(name: str, **params: Any) -> Valuator:
-    """Instantiate the method ``name`` with those of ``params`` it accepts.
+def method_parameters(name: str) -> list[str]:
+    """The parameter names of method ``name`` (its ``__init__`` arguments)."""
+    _check_method(name)
+    return [p for p in inspect.signature(METHODS[name].__init__).parameters if p != "self"]
 
-    Parameters the method does not have (e.g. ``model`` for Data-OOB, ``random_state`` for the
-    exact methods) are ignored, so one set of options can configure every method.
-    """
+
+def _check_method(name: Any) -> None:
     if not isinstance(name, str) or name not in METHODS:
+        close = difflib.get_close_matches(str(name), list(METHODS), n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
         raise UnknownNameError(
-            f"Unknown method {name!r} given as 'method': use one of {', '.join(METHODS)}."
+            f"Unknown method {name!r} given as 'method': use one of {', '.join(METHODS)}.{hint}"
         )
-    cls = METHODS[name]
-    accepted = set(inspect.signature(cls.__init__).parameters) - {"self"}
-    return cls(**{k: v for k, v in params.items() if k in accepted and v is not None})
+
+
+def check_parameter_names(name: str, params: Any, where: str = "parameter") -> None:
+    """Raise :class:`UnknownNameError` for a parameter the method does not have, naming the
+    closest valid one (a misspelled ``max_permutaions`` must never be silently dropped)."""
+    accepted = method_parameters(name)
+    for key in params:
+        if key not in accepted:
+            close = difflib.get_close_matches(key, accepted, n=1, cutoff=0.6)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise UnknownNameError(
+                f"The method {name!r} has no {where} {key!r}.{hint} Its parameters are "
+                f"{', '.join(sorted(accepted))}."
+            )
+
+
+def make_valuator(name: str, **params: Any) -> Valuator:
+    """Instantiate the method ``name`` with ``params``.
+
+    Every parameter must be one of the method's (a misspelled or inapplicable name raises,
+    naming the closest valid one), and every value is passed as given: an explicit ``None``
+    means None, never "use the default".
+    """
+    _check_method(name)
+    check_parameter_names(name, params)
+    return METHODS[name](**params)

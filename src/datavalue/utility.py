@@ -116,6 +116,20 @@ def resolve_metric(metric: str | Callable, task: str) -> tuple[Callable, str]:
     return fn, kind
 
 
+def _warm_start_key(model: Any) -> str | None:
+    """The parameter that turns on warm starts: ``warm_start`` itself, or that of a Pipeline's
+    final step (``logisticregression__warm_start``)."""
+    params = model.get_params(deep=True) if hasattr(model, "get_params") else {}
+    if "warm_start" in params:
+        return "warm_start"
+    steps = getattr(model, "steps", None)
+    if steps:
+        key = f"{steps[-1][0]}__warm_start"
+        if key in params:
+            return key
+    return None
+
+
 def default_metric(task: str) -> str:
     return "accuracy" if task == "classification" else "r2"
 
@@ -216,9 +230,14 @@ class Utility:
         self.first_error: str | None = None
         self.n_cache_hits = 0
         self._empty_score: float | None = None
-        self.warm_start = bool(warm_start) and "warm_start" in getattr(
-            model, "get_params", dict
-        )()
+        self._warm_key = _warm_start_key(model) if warm_start else None
+        if warm_start and self._warm_key is None:
+            raise InvalidParameterError(
+                f"warm_start=True needs a model with a 'warm_start' parameter (LogisticRegression, "
+                f"SGDClassifier, MLPClassifier, ... or a Pipeline ending in one); "
+                f"{type(model).__name__} has none."
+            )
+        self.warm_start = self._warm_key is not None
         self._warm_model: Any = None
 
     # ------------------------------------------------------------------ public
@@ -292,7 +311,7 @@ class Utility:
         try:
             if self.warm_start:
                 if self._warm_model is None:
-                    self._warm_model = clone(self.model).set_params(warm_start=True)
+                    self._warm_model = clone(self.model).set_params(**{self._warm_key: True})
                 model = self._warm_model
             else:
                 model = clone(self.model)

@@ -98,7 +98,7 @@ def test_non_finite_predictions_raise_instead_of_nan_values(reg, method, metric,
 
 def test_data_oob_with_a_nan_model_raises(reg):
     with pytest.raises(ModelOutputError, match="NaN or infinite"):
-        dv.DataOOB(estimator=NaNRegressor(), n_estimators=10, progress=False).fit(*reg[:2])
+        dv.DataOOB(model=NaNRegressor(), n_estimators=10, progress=False).fit(*reg[:2])
 
 
 def test_predictions_of_the_wrong_length_are_named(clf):
@@ -201,4 +201,4 @@ def test_ridge_model_still_works_at_normal_scale(reg):
 
 def test_data_oob_names_predictions_of_the_wrong_length(clf):
     with pytest.raises(ModelOutputError, match="one value per row"):
-        dv.DataOOB(estimator=ShortClassifier(), n_estimators=5, progress=False).fit(*clf[:2])
+        dv.DataOOB(model=ShortClassifier(), n_estimators=5, progress=False).fit(*clf[:2])

@@ -124,7 +124,7 @@ def seeded(estimator):
 def test_equals_reference_multiclass(estimator):
     x, y = make_classification(60, 5, n_informative=3, n_redundant=0, n_classes=3, random_state=1)
     labels = np.array(["ant", "bee", "cat"])[y]  # string labels are encoded and decoded
-    oob = DataOOB(n_estimators=25, estimator=estimator, random_state=7, progress=False)
+    oob = DataOOB(n_estimators=25, model=estimator, random_state=7, progress=False)
     oob.fit(x, labels)
     ref_model = DecisionTreeClassifier() if estimator is None else estimator
     values, counts, stderr = reference_oob(x, labels, seeded(ref_model), 25, 7, True)
@@ -155,7 +155,7 @@ def test_equals_reference_regression_tree():
 
 def test_equals_reference_regression_ridge_subsampled():
     x, y = make_regression(60, 4, noise=3.0, random_state=4)
-    oob = DataOOB(n_estimators=20, estimator=Ridge(), max_samples=0.5, random_state=5)
+    oob = DataOOB(n_estimators=20, model=Ridge(), max_samples=0.5, random_state=5)
     oob.fit(x, y)
     values, counts, stderr = reference_oob(x, y, seeded(Ridge()), 20, 5, False, max_samples=0.5)
     assert oob.result_.extra["n_bootstrap"] == 30
@@ -168,7 +168,7 @@ def test_nested_random_state_is_seeded():
     # A randomised tree inside a pipeline: its nested random_state gets the bootstrap's seed.
     x, y = make_classification(60, 5, random_state=6)
     pipe = make_pipeline(StandardScaler(), DecisionTreeClassifier(max_features=1))
-    oob = DataOOB(n_estimators=15, estimator=pipe, random_state=2).fit(x, y)
+    oob = DataOOB(n_estimators=15, model=pipe, random_state=2).fit(x, y)
 
     def make(seed):
         return clone(pipe).set_params(decisiontreeclassifier__random_state=seed)
@@ -184,7 +184,7 @@ def test_one_class_bootstrap_predicts_that_class():
     rng = np.random.default_rng(0)
     x = rng.normal(size=(12, 2))
     y = np.array([1] + [0] * 11)
-    oob = DataOOB(n_estimators=30, estimator=LogisticRegression(), random_state=0).fit(x, y)
+    oob = DataOOB(n_estimators=30, model=LogisticRegression(), random_state=0).fit(x, y)
     values, counts, _ = reference_oob(x, y, seeded(LogisticRegression()), 30, 0, True)
     np.testing.assert_array_equal(oob.values_, values)
     np.testing.assert_array_equal(oob.result_.counts, counts)
@@ -233,7 +233,7 @@ def test_identical_for_any_n_jobs(task, estimator, n_models):
         x, y = make_classification(150, 6, random_state=0)
     else:
         x, y = make_regression(150, 6, noise=5.0, random_state=0)
-    kwargs = dict(n_estimators=n_models, estimator=estimator, random_state=1, progress=False)
+    kwargs = dict(n_estimators=n_models, model=estimator, random_state=1, progress=False)
     one = DataOOB(n_jobs=1, **kwargs).fit(x, y).result_
     two = DataOOB(n_jobs=2, **kwargs).fit(x, y).result_
     np.testing.assert_array_equal(one.values, two.values)
@@ -273,7 +273,7 @@ def test_fitted_random_forest_classifier_matches_reference():
     labels = np.array(["no", "yes"])[y]
     forest = RandomForestClassifier(n_estimators=15, max_features=2, random_state=0)
     forest.fit(x, labels)
-    oob = DataOOB(estimator=forest).fit(x, labels)
+    oob = DataOOB(model=forest).fit(x, labels)
     # Members of a forest predict class codes of forest.classes_.
     values, counts, stderr = reference_from_members(
         forest.estimators_, forest.estimators_samples_, x, labels, True, decode=forest.classes_
@@ -292,7 +292,7 @@ def test_fitted_bagging_classifier_with_feature_subsets_matches_reference():
     bag = BaggingClassifier(
         DecisionTreeClassifier(), n_estimators=15, max_features=0.5, random_state=0
     ).fit(x, labels)
-    oob = DataOOB(estimator=bag).fit(x, labels)
+    oob = DataOOB(model=bag).fit(x, labels)
     values, counts, stderr = reference_from_members(
         bag.estimators_,
         bag.estimators_samples_,
@@ -318,7 +318,7 @@ def test_fitted_regressor_matches_reference(kind):
         model = BaggingRegressor(Ridge(), n_estimators=12, max_features=0.75, random_state=0)
         model.fit(x, y)
         features = model.estimators_features_
-    oob = DataOOB(estimator=model).fit(x, y)
+    oob = DataOOB(model=model).fit(x, y)
     values, counts, _ = reference_from_members(
         model.estimators_, model.estimators_samples_, x, y, False, features=features
     )
@@ -353,23 +353,23 @@ def test_fitted_ensemble_data_checks():
     x, y = make_classification(60, 5, random_state=0)
     forest = RandomForestClassifier(n_estimators=5, random_state=0).fit(x, y)
     with pytest.raises(InvalidDataError, match="'x_train' has 4 features"):
-        DataOOB(estimator=forest).fit(x[:, :4], y)
+        DataOOB(model=forest).fit(x[:, :4], y)
     with pytest.raises(InvalidDataError, match="'x_train' has 50 rows"):
-        DataOOB(estimator=forest).fit(x[:50], y[:50])
+        DataOOB(model=forest).fit(x[:50], y[:50])
     with pytest.raises(InvalidDataError, match="'y_train' contains label"):
-        DataOOB(estimator=forest).fit(x, np.where(y == 1, 2, 0))
+        DataOOB(model=forest).fit(x, np.where(y == 1, 2, 0))
     with pytest.raises(InvalidParameterError, match="'task'"):
-        DataOOB(estimator=forest, task="regression").fit(x, y)
+        DataOOB(model=forest, task="regression").fit(x, y)
     no_bootstrap = RandomForestClassifier(n_estimators=3, bootstrap=False).fit(x, y)
     with pytest.raises(InvalidModelError, match="bootstrap=False"):
-        DataOOB(estimator=no_bootstrap).fit(x, y)
+        DataOOB(model=no_bootstrap).fit(x, y)
     boosted = GradientBoostingClassifier(n_estimators=3).fit(x, y)
     with pytest.raises(InvalidModelError, match="estimators_samples_"):
-        DataOOB(estimator=boosted).fit(x, y)
+        DataOOB(model=boosted).fit(x, y)
     fake = _FakeEnsemble(DecisionTreeClassifier().fit(x, y), n_rows=60)
     fake.classes_, fake.n_features_in_ = np.array([0, 1]), 5
     with pytest.raises(InvalidDataError, match="row 65.*only 60 rows"):
-        DataOOB(estimator=fake).fit(x, y)
+        DataOOB(model=fake).fit(x, y)
 
 
 # --------------------------------------------------------------------------- input errors
@@ -383,7 +383,7 @@ def test_fitted_ensemble_data_checks():
         ({"task": "ranking"}, "'task'"),
         ({"random_state": -1}, "'random_state'"),
         ({"progress": "yes"}, "'progress'"),
-        ({"estimator": DecisionTreeClassifier(), "task": "regression"}, "'task'"),
+        ({"model": DecisionTreeClassifier(), "task": "regression"}, "'task'"),
     ],
 )
 def test_bad_parameters(params, match):
@@ -404,12 +404,12 @@ class _NotCloneable:
 
 def test_bad_estimators_and_data():
     x, y = make_classification(30, 3, n_informative=2, n_redundant=0, random_state=0)
-    with pytest.raises(InvalidModelError, match="'estimator'"):
-        DataOOB(estimator=object()).fit(x, y)
-    with pytest.raises(InvalidModelError, match="'estimator'.*DecisionTreeClassifier\\(\\)"):
-        DataOOB(estimator=DecisionTreeClassifier).fit(x, y)
-    with pytest.raises(InvalidModelError, match="'estimator'.*clone"):
-        DataOOB(estimator=_NotCloneable()).fit(x, y)
+    with pytest.raises(InvalidModelError, match="'model'"):
+        DataOOB(model=object()).fit(x, y)
+    with pytest.raises(InvalidModelError, match="'model'.*DecisionTreeClassifier\\(\\)"):
+        DataOOB(model=DecisionTreeClassifier).fit(x, y)
+    with pytest.raises(InvalidModelError, match="'model'.*clone"):
+        DataOOB(model=_NotCloneable()).fit(x, y)
     with pytest.raises(InvalidDataError, match="'y_train'.*one class"):
         DataOOB(n_estimators=3).fit(x, np.zeros(30, dtype=int))
     x_nan = x.copy()

@@ -117,7 +117,7 @@ def test_equals_brute_force_enumeration(seed, n_classes, k):
 @pytest.mark.parametrize("metric", ["cosine", "manhattan", "chebyshev"])
 def test_other_metrics_equal_brute_force(metric):
     x_train, y_train, x_valid, y_valid = _problem(3, n_train=10, n_classes=3)
-    knn = dv.KNNShapley(n_neighbors=3, metric=metric).fit(x_train, y_train, x_valid, y_valid)
+    knn = dv.KNNShapley(n_neighbors=3, distance=metric).fit(x_train, y_train, x_valid, y_valid)
     expected = brute_force_knn_shapley(x_train, y_train, x_valid, y_valid, 3, metric)
     np.testing.assert_allclose(knn.values_, expected, rtol=0, atol=1e-10)
 
@@ -206,14 +206,14 @@ def test_duplicates_and_rounding_ties_follow_the_tie_rule(medium, offset):
 
 @pytest.mark.parametrize("metric", ["manhattan", "chebyshev"])
 def test_ties_in_other_metrics_follow_the_tie_rule(medium, metric):
-    values = dv.KNNShapley(n_neighbors=3, metric=metric).fit(*medium).values_
+    values = dv.KNNShapley(n_neighbors=3, distance=metric).fit(*medium).values_
     expected = theorem1_reference(*medium, 3, metric)
     np.testing.assert_allclose(values, expected, rtol=0, atol=1e-12)
 
 
 def test_cosine_values_do_not_depend_on_the_block_size(medium):
-    a = dv.KNNShapley(n_neighbors=3, metric="cosine").fit(*medium).values_
-    b = dv.KNNShapley(n_neighbors=3, metric="cosine", batch_size=1).fit(*medium).values_
+    a = dv.KNNShapley(n_neighbors=3, distance="cosine").fit(*medium).values_
+    b = dv.KNNShapley(n_neighbors=3, distance="cosine", batch_size=1).fit(*medium).values_
     np.testing.assert_array_equal(a, b)
 
 
@@ -260,7 +260,7 @@ def test_contract_labels_and_registry():
         atol=1e-10,
     )
     assert METHODS["knn-shapley"] is dv.KNNShapley
-    made = make_valuator("knn-shapley", n_neighbors=3, random_state=0, model=None)
+    made = make_valuator("knn-shapley", n_neighbors=3)
     assert isinstance(made, dv.KNNShapley) and made.n_neighbors == 3
 
 
@@ -287,7 +287,7 @@ def test_flags_flipped_labels_adult(shared_data):
     [
         ({"n_neighbors": 0}, "n_neighbors"),
         ({"n_neighbors": 2.5}, "n_neighbors"),
-        ({"metric": "minkowski"}, "metric"),
+        ({"distance": "minkowski"}, "distance"),
         ({"batch_size": 0}, "batch_size"),
         ({"n_jobs": 0}, "n_jobs"),
         ({"n_jobs": "two"}, "n_jobs"),

@@ -15,7 +15,6 @@ from ..exceptions import InvalidDataError, InvalidParameterError, UnknownNameErr
 from ..models import MODELS
 from ..result import ValuationResult
 from ..utility import METRICS
-from ..valuation import METHODS
 
 PROG = "datavalue"
 
@@ -148,19 +147,22 @@ def _check_n_jobs(n_jobs: int | None) -> None:
 
 
 def _parse_params(method: str, items: list[str]) -> dict[str, Any]:
-    """``["n_neighbors=5", ...]`` -> ``{"n_neighbors": 5}``, only names the method accepts."""
-    accepted = set(inspect.signature(METHODS[method].__init__).parameters) - {"self"}
+    """``["n_neighbors=5", ...]`` -> ``{"n_neighbors": 5}``, only names the method accepts.
+
+    VALUE is read as JSON (numbers, true/false, null); ``None`` also means None; anything else
+    is a string."""
+    from ..registry import check_parameter_names
+
     params: dict[str, Any] = {}
     for item in items:
         name, sep, text = item.partition("=")
         name = name.strip().replace("-", "_")
         if not sep or not name:
             raise InvalidParameterError(f"--param must look like NAME=VALUE. Got {item!r}.")
-        if name not in accepted:
-            raise UnknownNameError(
-                f"The method {method!r} has no parameter {name!r} (--param): its parameters are "
-                f"{', '.join(sorted(accepted))}."
-            )
+        check_parameter_names(method, [name], where="parameter (--param)")
+        if text.strip() in ("None", "none", "null"):
+            params[name] = None
+            continue
         try:
             params[name] = json.loads(text)
         except json.JSONDecodeError:

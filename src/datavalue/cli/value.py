@@ -6,14 +6,13 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from .._validation import validate_params
 from ..data import BUILTIN_DATASETS
 from ..exceptions import InvalidParameterError
 from ..models import MODELS, make_model
+from ..registry import METHODS, make_valuator, method_parameters
 from ..result import ValuationResult
 from ..runs import check_output_folder, check_writable_file
 from ..utility import METRICS, resolve_metric
-from ..valuation import METHODS, make_valuator
 from ._common import (
     _add_common,
     _check_n_jobs,
@@ -131,7 +130,7 @@ def add_parser(sub: Any, fmt: Any) -> argparse.ArgumentParser:
         "--metric",
         metavar="NAME",
         help=f"score of a model on held-out data, one of {', '.join(METRICS)}, for the methods "
-        "that retrain models and for 'evaluate' (knn-shapley's distance is --param metric=...). "
+        "that retrain models and for 'evaluate' (knn-shapley's distance is --param distance=...). "
         "Default: accuracy (classification) / r2 (regression).",
     )
     g.add_argument(
@@ -207,15 +206,56 @@ def add_parser(sub: Any, fmt: Any) -> argparse.ArgumentParser:
     return p
 
 
-def _accepts_param(method: str, name: str, value: Any) -> bool:
-    """Whether the method's declared constraints on parameter ``name`` allow ``value``."""
-    cls = METHODS[method]
-    constraints = getattr(cls, "_parameter_constraints", {})
-    try:
-        validate_params(cls.__name__, {name: value}, constraints)
-    except InvalidParameterError:
-        return False
-    return True
+def _method_params(args: argparse.Namespace, task: str, extra: dict[str, Any]) -> dict[str, Any]:
+    """The method's parameters from the options. Seed, progress and task go to the methods that
+    have them; every option the user gave must apply to the method, or it is an error (never a
+    silently ignored option)."""
+    accepted = set(method_parameters(args.method))
+    params: dict[str, Any] = {}
+    ambient = {"random_state": args.seed, "progress": _progress(args.quiet), "task": task}
+    params.update({k: v for k, v in ambient.items() if k in accepted})
+    budget_name = next((k for k in ("max_permutations", "max_subsets") if k in accepted),
+                       "max_permutations")
+    given: dict[str, tuple[str, Any]] = {}  # option -> (parameter, value)
+    if args.n_estimators is not None:
+        given["--n-estimators"] = ("n_estimators", args.n_estimators)
+    if args.n_jobs is not None:
+        given["--n-jobs"] = ("n_jobs", args.n_jobs)
+    if args.budget is not None:
+        given["--budget"] = (budget_name, args.budget)
+    if args.checkpoint is not None:
+        given["--checkpoint"] = ("checkpoint", args.checkpoint)
+        given["--checkpoint-every"] = ("checkpoint_every", args.checkpoint_every)
+    if args.resume:
+        given["--resume"] = ("resume", True)
+    if args.backend is not None:
+        given["--backend"] = ("backend", args.backend)
+    if args.ray_address is not None:
+        given["--ray-address"] = ("ray_address", args.ray_address)
+    if args.model is not None:
+        given["--model"] = ("model", make_model(args.model, task, args.seed))
+    if args.metric is not None:
+        given["--metric"] = ("metric", args.metric)
+    for option, (name, value) in given.items():
+        if name not in accepted:
+            what = {
+                "metric": "it has no score metric (K-NN-Shapley values are defined by the "
+                          "K-NN classifier's own accuracy; its neighbour distance is "
+                          "--param distance=...). --metric of 'evaluate' sets the score of the "
+                          "removal curves",
+                "model": "it trains no model of your choice",
+            }.get(name, f"it has no parameter {name!r}")
+            raise InvalidParameterError(
+                f"{option} does not apply to the method {args.method!r}: {what}."
+            )
+        params[name] = value
+    for name in extra:
+        if name in params and name not in ambient:
+            raise InvalidParameterError(
+                f"--param {name}=... repeats an option given on its own; give it once."
+            )
+    params.update(extra)
+    return params
 
 
 def _method_line(result: ValuationResult) -> str:
@@ -248,38 +288,13 @@ def _cmd_value(args: argparse.Namespace) -> int:
     )
     if args.metric is not None:
         resolve_metric(args.metric, ds.task)  # a regression metric on labels fails here, early
-    params: dict[str, Any] = {
-        "n_estimators": args.n_estimators,
-        "n_jobs": args.n_jobs,
-        "random_state": args.seed,
-        "progress": _progress(args.quiet),
-        "task": ds.task,
-    }
     if args.resume and args.checkpoint is None:
         raise InvalidParameterError("--resume needs --checkpoint PATH (the run to continue).")
     if args.ray_address is not None and args.backend != "ray":
         raise InvalidParameterError("--ray-address needs --backend ray.")
     if args.budget is not None and args.budget < 1:
         raise InvalidParameterError(f"--budget must be a positive number of samples. Got {args.budget}.")
-    params.update(
-        checkpoint=args.checkpoint,
-        resume=args.resume or None,
-        checkpoint_every=args.checkpoint_every,
-        backend=args.backend,
-        ray_address=args.ray_address,
-        max_permutations=args.budget,
-        max_subsets=args.budget,
-    )
-    if args.model is not None:
-        # One name configures the model of every family: retraining methods call it 'model',
-        # bagging methods (Data-OOB) 'estimator'.
-        params["model"] = make_model(args.model, ds.task, args.seed)
-        params["estimator"] = make_model(args.model, ds.task, args.seed)
-    if args.metric is not None and _accepts_param(args.method, "metric", args.metric):
-        # Skipped where 'metric' means something else (KNN-Shapley's distance): the score
-        # metric is then used by 'evaluate' only.
-        params["metric"] = args.metric
-    params.update(extra)
+    params = _method_params(args, ds.task, extra)
     valuator = make_valuator(args.method, **params)
     result = _fit(valuator, ds)
 

@@ -170,28 +170,28 @@ def _score_fitted_ensemble(
     name = type(ensemble).__name__
     if not hasattr(ensemble, "estimators_samples_"):
         raise InvalidModelError(
-            f"'estimator' is a fitted {name}, which does not record its members' bootstrap "
+            f"'model' is a fitted {name}, which does not record its members' bootstrap "
             "samples (no 'estimators_samples_'). Data-OOB can reuse a fitted BaggingClassifier, "
             "BaggingRegressor, RandomForest* or ExtraTrees* (bootstrap=True); otherwise pass an "
             "unfitted estimator, e.g. sklearn.base.clone(estimator)."
         )
     if getattr(ensemble, "n_outputs_", 1) != 1:
         raise InvalidModelError(
-            f"'estimator' was fitted on {ensemble.n_outputs_} outputs; Data-OOB values points "
+            f"'model' was fitted on {ensemble.n_outputs_} outputs; Data-OOB values points "
             "of a single target."
         )
     n, d = data.x_train.shape
     n_fitted = getattr(ensemble, "n_features_in_", d)
     if n_fitted != d:
         raise InvalidDataError(
-            f"'x_train' has {d} features but the fitted 'estimator' ({name}) was fitted on "
+            f"'x_train' has {d} features but the fitted 'model' ({name}) was fitted on "
             f"{n_fitted}: pass the training data it was fitted on."
         )
     # ``_n_samples`` is private; it is checked when present, the index range below always.
     n_rows = getattr(ensemble, "_n_samples", None)
     if isinstance(n_rows, numbers.Integral) and n_rows != n:
         raise InvalidDataError(
-            f"'x_train' has {n} rows but the fitted 'estimator' ({name}) was fitted on "
+            f"'x_train' has {n} rows but the fitted 'model' ({name}) was fitted on "
             f"{n_rows}: pass the training data it was fitted on, in the same order."
         )
     members = list(ensemble.estimators_)
@@ -200,7 +200,7 @@ def _score_fitted_ensemble(
     features = [None] * len(members) if features is None else list(features)
     if not len(members) == len(samples) == len(features):
         raise InvalidModelError(
-            f"'estimator' ({name}) has {len(members)} members but {len(samples)} bootstrap "
+            f"'model' ({name}) has {len(members)} members but {len(samples)} bootstrap "
             "samples; was it modified after fitting?"
         )
 
@@ -214,7 +214,7 @@ def _score_fitted_ensemble(
         unknown = sorted({lab for lab in labels.tolist() if lab not in position}, key=str)
         if unknown:
             raise InvalidDataError(
-                f"'y_train' contains label(s) {unknown[:5]} that the fitted 'estimator' "
+                f"'y_train' contains label(s) {unknown[:5]} that the fitted 'model' "
                 f"({name}) was not trained on (its classes_ are "
                 f"{np.asarray(ensemble.classes_)[:10].tolist()}); pass the labels it was fitted on."
             )
@@ -236,7 +236,7 @@ def _score_fitted_ensemble(
                 in_bag = np.flatnonzero(in_bag)
             if in_bag.size and (in_bag.min() < 0 or in_bag.max() >= n):
                 raise InvalidDataError(
-                    f"Member {b} of the fitted 'estimator' ({name}) was trained on row "
+                    f"Member {b} of the fitted 'model' ({name}) was trained on row "
                     f"{int(in_bag.max())}, but 'x_train' has only {n} rows: pass the training "
                     "data it was fitted on."
                 )
@@ -250,7 +250,7 @@ def _score_fitted_ensemble(
             bar.update(1)
     if not count.any():
         raise InvalidModelError(
-            f"No training point is out of bag for any member of the fitted 'estimator' "
+            f"No training point is out of bag for any member of the fitted 'model' "
             f"({name}): was it fitted with bootstrap=False? Refit it with bootstrap=True."
         )
     return total, total_sq, count
@@ -266,8 +266,8 @@ class DataOOB(Valuator):
     ----------
     n_estimators : int, default 1000
         Number of bootstrap models ``B``.
-    estimator : estimator or None
-        The weak learner, cloned for every bootstrap (its ``random_state`` parameters are set to
+    model : estimator or None
+        The weak learner (any scikit-learn estimator or ``Pipeline``), cloned for every bootstrap (its ``random_state`` parameters are set to
         the bootstrap's seed). None: a full-depth ``DecisionTreeClassifier`` or
         ``DecisionTreeRegressor``, as in the paper.
 
@@ -276,8 +276,9 @@ class DataOOB(Valuator):
         ``bootstrap=True``; recognised by its ``estimators_``) is not refitted: its members and
         their bootstrap samples (``estimators_samples_``, ``estimators_features_``) are reused,
         and ``fit`` must get the same training data it was fitted on. ``n_estimators``,
-        ``max_samples``, ``random_state`` and ``n_jobs`` are then ignored. To fit fresh copies
-        of a fitted model instead, pass ``sklearn.base.clone(model)``.
+        ``max_samples`` must then keep their defaults (an error says so otherwise), and
+        ``random_state`` and ``n_jobs`` have nothing to do. To fit fresh copies of a fitted model
+        instead, pass ``sklearn.base.clone(model)``.
     max_samples : float in (0, 1], default 1.0
         Bootstrap size as a fraction of ``n``: ``max(1, int(max_samples * n))`` draws with
         replacement.
@@ -327,7 +328,7 @@ class DataOOB(Valuator):
     method_name: ClassVar[str] = "data-oob"
     _parameter_constraints: ClassVar[dict[str, list]] = {
         "n_estimators": [Interval(int, 1, None)],
-        "estimator": ["any"],  # checked in fit, with InvalidModelError
+        "model": ["any"],  # checked in fit, with InvalidModelError
         "max_samples": [Interval(float, 0, 1, closed="right")],
         "task": [Options({"classification", "regression"}), None],
         "random_state": ["random_state"],
@@ -338,7 +339,7 @@ class DataOOB(Valuator):
     def __init__(
         self,
         n_estimators: int = 1000,
-        estimator: Any = None,
+        model: Any = None,
         *,
         max_samples: float = 1.0,
         task: str | None = None,
@@ -347,7 +348,7 @@ class DataOOB(Valuator):
         progress: bool | None = None,
     ) -> None:
         self.n_estimators = n_estimators
-        self.estimator = estimator
+        self.model = model
         self.max_samples = max_samples
         self.task = task
         self.random_state = random_state
@@ -371,16 +372,16 @@ class DataOOB(Valuator):
         """
         start = time.perf_counter()
         self._validate_params()
-        estimator = self.estimator
+        estimator = self.model
         if estimator is not None:
-            check_estimator_like(estimator, "estimator")
+            check_estimator_like(estimator, "model")
         fitted = estimator is not None and hasattr(estimator, "estimators_")
         if estimator is not None and not fitted:
             try:
                 clone(estimator)
             except TypeError as exc:
                 raise InvalidModelError(
-                    f"'estimator' ({type(estimator).__name__}) cannot be copied with "
+                    f"'model' ({type(estimator).__name__}) cannot be copied with "
                     f"sklearn.base.clone, which every bootstrap needs: {exc} Implement "
                     "get_params/set_params (e.g. subclass sklearn.base.BaseEstimator)."
                 ) from exc
@@ -391,6 +392,13 @@ class DataOOB(Valuator):
         n = data.n_train
 
         if fitted:
+            if self.n_estimators != 1000 or self.max_samples != 1.0:
+                raise InvalidParameterError(
+                    "'model' is a fitted ensemble, whose members and bootstrap samples are "
+                    "reused: 'n_estimators' and 'max_samples' cannot apply to it (got "
+                    f"{self.n_estimators} and {self.max_samples}). Leave them at their defaults, "
+                    "or pass sklearn.base.clone(model) to fit fresh bootstraps."
+                )
             total, total_sq, count = _score_fitted_ensemble(estimator, data, self.progress)
             n_models, n_draws = len(estimator.estimators_), None
         else:
@@ -468,13 +476,13 @@ class DataOOB(Valuator):
                 implied = "regression"
         if self.task is not None and implied is not None and self.task != implied:
             raise InvalidParameterError(
-                f"The 'task' parameter is {self.task!r} but 'estimator' "
+                f"The 'task' parameter is {self.task!r} but 'model' "
                 f"({type(estimator).__name__}) is a {'classifier' if implied == 'classification' else 'regressor'}."
                 " Pass a matching estimator or leave task=None."
             )
         if implied is None and hasattr(estimator, "estimators_"):
             raise InvalidModelError(
-                f"'estimator' is a fitted {type(estimator).__name__}, neither a classifier nor "
+                f"'model' is a fitted {type(estimator).__name__}, neither a classifier nor "
                 "a regressor; Data-OOB reuses fitted bagging classifiers and regressors only."
             )
         return self.task or implied

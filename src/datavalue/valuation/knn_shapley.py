@@ -48,11 +48,11 @@ from ..exceptions import InvalidDataError
 from ..parallel import parallel_map
 from .base import Valuator
 
-__all__ = ["KNNShapley", "METRICS"]
+__all__ = ["KNNShapley", "DISTANCES"]
 
-#: Distance metrics accepted by :class:`KNNShapley`: "euclidean" and "cosine" with one GEMM per
+#: Distances accepted by :class:`KNNShapley` (its ``distance`` parameter): "euclidean" and "cosine" with one GEMM per
 #: block, "manhattan" and "chebyshev" with :func:`scipy.spatial.distance.cdist`.
-METRICS = ("euclidean", "cosine", "manhattan", "chebyshev")
+DISTANCES = ("euclidean", "cosine", "manhattan", "chebyshev")
 
 # Validation points per task (a contiguous group of validation rows). The grouping depends on
 # n_valid only -- never on n_jobs or batch_size -- and every group sums its rows one at a time,
@@ -345,8 +345,9 @@ class KNNShapley(Valuator):
         neighbourhood only, large K smooths; for finding flipped labels the choice matters
         little (AUC 0.98 on breast_cancer and 0.80-0.83 on adult for every K in 1..50). Any
         K >= 1 is allowed; with K >= n_train every point gets 1[label matches] / K on average.
-    metric : {"euclidean", "cosine", "manhattan", "chebyshev"}
-        Distance used to rank neighbours. Features are used as given: standardize them first
+    distance : {"euclidean", "cosine", "manhattan", "chebyshev"}
+        Distance used to rank neighbours (named ``distance``, not ``metric``: elsewhere in
+        datavalue ``metric`` is the score of a model). Features are used as given: standardize them first
         (``dv.load_dataset`` does) or large-scale features dominate.
     batch_size : int or None
         Validation points per block (one distance block of ``batch_size x n_train``; the work
@@ -391,7 +392,7 @@ class KNNShapley(Valuator):
     method_name: ClassVar[str] = "knn-shapley"
     _parameter_constraints: ClassVar[dict[str, list]] = {
         "n_neighbors": [Interval(int, 1, None)],
-        "metric": [Options(METRICS)],
+        "distance": [Options(DISTANCES)],
         "batch_size": [Interval(int, 1, None), None],
         "n_jobs": N_JOBS,
         "progress": ["boolean", None],
@@ -400,14 +401,14 @@ class KNNShapley(Valuator):
     def __init__(
         self,
         n_neighbors: int = 10,
-        metric: str = "euclidean",
+        distance: str = "euclidean",
         *,
         batch_size: int | None = None,
         n_jobs: int | None = None,
         progress: bool | None = None,
     ) -> None:
         self.n_neighbors = n_neighbors
-        self.metric = metric
+        self.distance = distance
         self.batch_size = batch_size
         self.n_jobs = n_jobs
         self.progress = progress
@@ -449,7 +450,7 @@ class KNNShapley(Valuator):
         yv = data.y_valid.astype(label_dtype)
         n, n_valid = xt.shape[0], xv.shape[0]
         coef = _sorted_coefficients(n, self.n_neighbors)
-        train = _TrainingSide(xt, self.metric)
+        train = _TrainingSide(xt, self.distance)
 
         group_rows = max(
             math.ceil(n_valid / _MAX_GROUPS),
