@@ -106,8 +106,12 @@ def test_value_saves_what_the_api_computes(valued):
     assert "breast_cancer" in proc.stdout
 
 
-def test_evaluate_writes_curves_and_value_replaces_them(valued):
-    out, _ = valued
+def test_evaluate_writes_curves_and_value_replaces_them(valued, tmp_path):
+    import shutil
+
+    # On a copy: the module's other tests read the original run, in any order.
+    out = tmp_path / "bc"
+    shutil.copytree(valued[0], out)
     proc = run("evaluate", out, "--fractions", "0.1", "0.2", "--n-jobs", "1", "--quiet")
     assert_ok(proc)
     for name in ("evaluation.json", "removal.csv", "addition.csv"):

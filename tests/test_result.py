@@ -80,8 +80,27 @@ def test_ranking_and_frame():
     np.testing.assert_array_equal(r.ranking(), [2, 0, 3, 1])  # ties keep index order
     np.testing.assert_array_equal(r.ranking(ascending=True), [1, 0, 3, 2])
     frame = r.to_frame()
-    assert list(frame.columns) == ["index", "value", "stderr", "count", "rank"]
+    assert list(frame.columns) == ["id", "index", "value", "stderr", "count", "rank"]
     assert frame["rank"].tolist() == [2, 4, 1, 3]
+    assert frame["id"].tolist() == [0, 1, 2, 3]  # positions when no ids are known
+
+
+def test_ids_are_kept_saved_and_checked(tmp_path):
+    r = dv.ValuationResult(values=[0.2, -1.0, 0.5], ids=["cust-7", "cust-3", "=cmd"])
+    assert r.to_frame()["id"].tolist() == ["cust-7", "cust-3", "=cmd"]
+    r.save(tmp_path / "r")
+    back = dv.ValuationResult.load(tmp_path / "r")
+    assert back == r and back.ids.tolist() == ["cust-7", "cust-3", "=cmd"]
+    # values.csv is safe to open in a spreadsheet
+    assert "'=cmd" in (tmp_path / "r" / "values.csv").read_text()
+    ints = dv.ValuationResult(values=[1.0, 2.0], ids=np.array([1001, 17]))
+    ints.save(tmp_path / "i")
+    assert dv.ValuationResult.load(tmp_path / "i").ids.tolist() == [1001, 17]
+    assert ints != dv.ValuationResult(values=[1.0, 2.0])
+    with pytest.raises(InvalidDataError, match="unique"):
+        dv.ValuationResult(values=[1.0, 2.0], ids=["a", "a"])
+    with pytest.raises(InvalidDataError, match="'ids'"):
+        dv.ValuationResult(values=[1.0, 2.0], ids=["a"])
 
 
 def test_validation():

@@ -26,6 +26,7 @@ __all__ = [
     "check_estimator_like",
     "infer_task",
     "N_JOBS",
+    "PREPROCESSOR",
 ]
 
 #: The constraint of every ``n_jobs`` parameter: joblib's convention (None, -1 = all cores,
@@ -88,16 +89,21 @@ class Options:
 
 N_JOBS.extend([None, Interval(int, 1, None), Interval(int, None, -1)])
 
+#: The constraint of every ``preprocessor`` parameter (see :meth:`datavalue.fitdata.FitData.numeric`).
+PREPROCESSOR: list = [Options({"auto"}), None, "transformer"]
+
 
 def _accepts(constraint: Any, value: Any) -> bool:
     if constraint is None:
         return value is None
-    if isinstance(constraint, Interval | Options):
+    if isinstance(constraint, Interval | Options) or hasattr(constraint, "accepts"):
         return constraint.accepts(value)
     if constraint == "callable":
         return callable(value)
     if constraint == "estimator":
         return hasattr(value, "fit")
+    if constraint == "transformer":
+        return hasattr(value, "fit") and hasattr(value, "transform")
     if constraint == "boolean":
         return isinstance(value, bool | np.bool_)
     if constraint == "random_state":
@@ -119,6 +125,7 @@ def _describe(constraint: Any) -> str:
     return {
         "callable": "a callable",
         "estimator": "an estimator with a fit method",
+        "transformer": "a scikit-learn transformer (fit and transform)",
         "boolean": "a bool",
         "random_state": "a non-negative int seed or None",
         "any": "anything",

@@ -47,6 +47,26 @@ def jsonable(obj: Any) -> Any:
     return repr(obj)
 
 
+def _check_ids(ids: Any, n: int) -> np.ndarray:
+    """Row ids as an int64 or unicode array of ``n`` unique entries."""
+    if ids is None:
+        return np.arange(n, dtype=np.int64)
+    a = np.asarray(ids)
+    if a.shape != (n,):
+        raise InvalidDataError(f"'ids' must have shape ({n},) like 'values'; got {a.shape}.")
+    if a.dtype.kind in "iu":
+        a = a.astype(np.int64)
+    elif a.dtype.kind == "b" or a.dtype.kind == "f":
+        if a.dtype.kind == "f" and not np.all(np.mod(a, 1) == 0):
+            raise InvalidDataError("'ids' must be integers or strings.")
+        a = a.astype(np.int64)
+    else:
+        a = np.asarray([str(v) for v in a.tolist()], dtype=str)
+    if len(np.unique(a)) != n:
+        raise InvalidDataError("'ids' must be unique: each identifies one training row.")
+    return a.copy()
+
+
 def _library_version() -> str:
     from . import __version__
 
@@ -81,6 +101,9 @@ class ValuationResult:
         "max_time", "interrupted" or "failed".
     extra : dict
         Method-specific scalars (e.g. the number of utility calls), JSON-compatible.
+    ids : numpy.ndarray of shape (n_train,)
+        The user's id of each training row (a DataFrame's index, a CSV's id column or line);
+        ints or strings, unique. Default: 0..n-1.
     """
 
     values: np.ndarray
@@ -94,6 +117,7 @@ class ValuationResult:
     wall_time: float = float("nan")
     status: str = "completed"
     extra: dict[str, Any] = field(default_factory=dict)
+    ids: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.values = np.asarray(self.values, dtype=np.float64).copy()
@@ -117,6 +141,7 @@ class ValuationResult:
                     f"'{name}' must have shape ({n},) like 'values'; got "
                     f"{getattr(self, name).shape}."
                 )
+        self.ids = _check_ids(self.ids, n)
         if self.status not in _STATUSES:
             raise InvalidParameterError(
                 f"The 'status' of a ValuationResult must be one of {', '.join(_STATUSES)}. "
@@ -147,6 +172,9 @@ class ValuationResult:
             if f.name in _ARRAYS:
                 if a.shape != b.shape or not np.array_equal(a, b, equal_nan=True):
                     return False
+            elif f.name == "ids":
+                if a.dtype.kind != b.dtype.kind or not np.array_equal(a, b):
+                    return False
             elif f.name == "wall_time":
                 if not (a == b or (math.isnan(a) and math.isnan(b))):
                     return False
@@ -166,14 +194,16 @@ class ValuationResult:
         return order.astype(np.int64)
 
     def to_frame(self):
-        """A pandas DataFrame with one row per training example: index, value, stderr, count
-        and rank (1 = most valuable)."""
+        """A pandas DataFrame with one row per training example: its id (the user's row id),
+        index (position in the training data), value, stderr, count and rank (1 = most
+        valuable)."""
         import pandas as pd
 
         rank = np.empty(len(self), dtype=np.int64)
         rank[self.ranking()] = np.arange(1, len(self) + 1)
         return pd.DataFrame(
             {
+                "id": self.ids,
                 "index": np.arange(len(self)),
                 "value": self.values,
                 "stderr": self.stderr,
@@ -222,10 +252,11 @@ class ValuationResult:
     def _write_to(self, writer: Any, prefix: str = "") -> None:
         """Stage this result's files in an open :class:`datavalue.runs.RunWriter`."""
         buf = io.BytesIO()
-        np.savez(buf, values=self.values, stderr=self.stderr, counts=self.counts)
+        np.savez(buf, values=self.values, stderr=self.stderr, counts=self.counts, ids=self.ids)
         writer.write_bytes(prefix + "values.npz", buf.getvalue())
-        writer.write_text(prefix + "values.csv",
-                          self.to_frame().to_csv(index=False, float_format="%.17g"))
+        from ._io import csv_text
+
+        writer.write_text(prefix + "values.csv", csv_text(self.to_frame(), float_format="%.17g"))
         writer.write_text(prefix + "result.json", json.dumps(self.metadata(), indent=2) + "\n")
 
     @classmethod
@@ -252,6 +283,7 @@ class ValuationResult:
         try:
             with np.load(io.BytesIO(npz), allow_pickle=False) as f:
                 arrays = {k: f[k] for k in _ARRAYS}
+                ids = f["ids"] if "ids" in f.files else None
         except (ValueError, KeyError, OSError, zipfile.BadZipFile) as exc:
             raise InvalidDataError(f"{where!r} is not a values file written by datavalue "
                                    f"({exc}).") from exc
@@ -280,6 +312,7 @@ class ValuationResult:
                 wall_time=float(wall),
                 status=meta["status"],
                 extra=meta.get("extra", {}),
+                ids=ids,
             )
         except (TypeError, ValueError) as exc:
             raise InvalidDataError(f"{str(d)!r} holds an invalid result: {exc}") from exc

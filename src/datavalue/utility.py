@@ -23,15 +23,16 @@ from typing import Any
 import numpy as np
 from sklearn.base import clone
 
-from ._validation import check_estimator_like, check_xy, infer_task
+from ._validation import check_estimator_like
 from .exceptions import (
     InvalidDataError,
     InvalidParameterError,
     ModelOutputError,
     UnknownNameError,
 )
+from .fitdata import FitData, check_fit_data, model_allows_nan, take_rows
 
-__all__ = ["Utility", "METRICS", "resolve_metric"]
+__all__ = ["Utility", "METRICS", "METRIC_NAMES", "resolve_metric", "is_metric_name"]
 
 _CLASSIFICATION_METRICS = ("accuracy", "f1", "roc_auc", "neg_log_loss")
 _REGRESSION_METRICS = ("r2", "neg_mse")
@@ -94,18 +95,67 @@ _METRIC_TABLE: dict[str, tuple[Callable, str, str]] = {
 }
 
 
-def resolve_metric(metric: str | Callable, task: str) -> tuple[Callable, str]:
-    """Return ``(function, kind)`` for a metric name or callable.
+def _sklearn_scorer_names() -> list[str]:
+    from sklearn.metrics import get_scorer_names
 
-    A callable is called as ``metric(y_true, y_pred)`` with predicted labels (classification) or
-    values (regression); higher must be better.
+    return list(get_scorer_names())
+
+
+def is_metric_name(name: Any) -> bool:
+    """Whether ``name`` is a built-in metric or a scikit-learn scorer name."""
+    return isinstance(name, str) and (name in _METRIC_TABLE or name in _sklearn_scorer_names())
+
+
+def is_scorer(obj: Any) -> bool:
+    """A scikit-learn scorer object (``make_scorer``, ``get_scorer``): called as
+    ``scorer(estimator, X, y)``, unlike a metric ``metric(y_true, y_pred)``."""
+    from sklearn.metrics._scorer import _BaseScorer
+
+    return isinstance(obj, _BaseScorer)
+
+
+class MetricNames:
+    """The 'metric' constraint: a built-in name or any name ``sklearn.metrics.get_scorer``
+    knows (checked when validated: the list depends on the installed scikit-learn)."""
+
+    def accepts(self, value: Any) -> bool:
+        return is_metric_name(value)
+
+    def __str__(self) -> str:
+        return f"one of {', '.join(METRICS)} or a scikit-learn scorer name"
+
+
+METRIC_NAMES = MetricNames()
+
+
+def resolve_metric(metric: str | Callable, task: str) -> tuple[Callable, str]:
+    """Return ``(function, kind)`` for a metric.
+
+    - a built-in name (:data:`METRICS`): the fast path, ``fn(y_true, prediction)`` with kind
+      "label", "proba" or "value";
+    - any other name ``sklearn.metrics.get_scorer`` knows (``balanced_accuracy``,
+      ``neg_mean_absolute_error``, ...), or a scorer object: kind "scorer",
+      ``fn(estimator, X, y)``;
+    - any other callable: ``metric(y_true, y_pred)`` on predicted labels (classification) or
+      values (regression), higher = better.
     """
+    if is_scorer(metric):
+        return metric, "scorer"
     if callable(metric):
         return metric, "label" if task == "classification" else "value"
+    if isinstance(metric, str) and metric not in _METRIC_TABLE and is_metric_name(metric):
+        from sklearn.metrics import get_scorer
+
+        return get_scorer(metric), "scorer"
     if not isinstance(metric, str) or metric not in _METRIC_TABLE:
+        import difflib
+
+        close = difflib.get_close_matches(str(metric), [*METRICS, *_sklearn_scorer_names()], n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
         raise UnknownNameError(
-            f"Unknown metric {metric!r} given as 'metric': use one of {', '.join(METRICS)} or a "
-            "callable metric(y_true, y_pred) where higher is better."
+            f"Unknown metric {metric!r} given as 'metric'.{hint} Use one of {', '.join(METRICS)}, "
+            "any name sklearn.metrics.get_scorer knows, a scorer object, or a callable "
+            "metric(y_true, y_pred) where higher is better."
         )
     fn, kind, metric_task = _METRIC_TABLE[metric]
     if metric_task != task:
@@ -114,6 +164,48 @@ def resolve_metric(metric: str | Callable, task: str) -> tuple[Callable, str]:
             f"{', '.join(_CLASSIFICATION_METRICS if task == 'classification' else _REGRESSION_METRICS)}."
         )
     return fn, kind
+
+
+class _ConstantModel:
+    """The best constant prediction (see :meth:`Utility._constant_score`) as a fitted
+    estimator, so that any scikit-learn scorer can score it."""
+
+    def __init__(self, utility: Utility, label: int | None) -> None:
+        self.task = utility.task
+        if utility.task == "regression":
+            self.value = float(utility.y_train.mean())
+            return
+        k = utility.n_classes
+        self.classes_ = np.arange(k)
+        if label is None:
+            self.freq = np.bincount(utility.y_train, minlength=k) / utility.n_train
+            self.label = int(np.argmax(self.freq))
+        else:
+            self.freq = np.zeros(k)
+            self.freq[label] = 1.0
+            self.label = label
+
+    def __sklearn_tags__(self):
+        from sklearn.utils import ClassifierTags, RegressorTags, Tags, TargetTags
+
+        if self.task == "regression":
+            return Tags(estimator_type="regressor", target_tags=TargetTags(required=True),
+                        regressor_tags=RegressorTags())
+        return Tags(estimator_type="classifier", target_tags=TargetTags(required=True),
+                    classifier_tags=ClassifierTags())
+
+    def predict(self, x: Any) -> np.ndarray:
+        n = x.shape[0]
+        if self.task == "regression":
+            return np.full(n, self.value)
+        return np.full(n, self.label, dtype=np.int64)
+
+    def predict_proba(self, x: Any) -> np.ndarray:
+        return np.tile(self.freq, (x.shape[0], 1))
+
+    def decision_function(self, x: Any) -> np.ndarray:
+        p = self.predict_proba(x)
+        return p[:, 1] if p.shape[1] == 2 else p
 
 
 def _warm_start_key(model: Any) -> str | None:
@@ -184,33 +276,36 @@ class Utility:
         warm_start: bool = False,
     ) -> None:
         check_estimator_like(model, "model")
-        xt, yt = check_xy(x_train, y_train, x_name="x_train", y_name="y_train")
-        xv, yv = check_xy(x_valid, y_valid, x_name="x_valid", y_name="y_valid")
-        if xt.shape[1] != xv.shape[1]:
-            raise InvalidDataError(
-                f"'x_valid' has {xv.shape[1]} features but 'x_train' has {xt.shape[1]}."
-            )
-        task = task or infer_task(yt)
-        if task not in ("classification", "regression"):
-            raise InvalidParameterError(
-                f"The 'task' parameter must be 'classification' or 'regression'. Got {task!r}."
-            )
+        data = check_fit_data(x_train, y_train, x_valid, y_valid, task=task, owner="Utility",
+                              allow_missing=model_allows_nan(model))
+        self._setup(model, data, metric, catch_errors, default_score, cache_size, warm_start)
+
+    @classmethod
+    def from_data(cls, model: Any, data: FitData, metric: str | Callable = "accuracy", *,
+                  catch_errors: bool = False, default_score: float = 0.0, cache_size: int = 0,
+                  warm_start: bool = False) -> Utility:
+        """A utility on data already validated (:func:`datavalue.fitdata.check_fit_data`):
+        what valuators use, so the data are checked and encoded once."""
+        check_estimator_like(model, "model")
+        if data.x_valid is None:
+            raise InvalidDataError("A Utility needs validation data ('x_valid', 'y_valid').")
+        self = cls.__new__(cls)
+        self._setup(model, data, metric, catch_errors, default_score, cache_size, warm_start)
+        return self
+
+    def _setup(self, model: Any, data: FitData, metric: Any, catch_errors: bool,
+               default_score: float, cache_size: int, warm_start: bool) -> None:
+        task = data.task
         self.task = task
         self.model = model
-        self.x_train, self.x_valid = xt, xv
-        if task == "classification":
-            self.classes_, codes = np.unique(np.concatenate([yt, yv]), return_inverse=True)
-            self.y_train = codes[: len(yt)].astype(np.int64)
-            self.y_valid = codes[len(yt) :].astype(np.int64)
-            if len(np.unique(self.y_train)) < 2:
-                raise InvalidDataError(
-                    "'y_train' contains only one class; a classification utility needs at "
-                    "least two."
-                )
-        else:
-            self.classes_ = None
-            self.y_train = yt.astype(np.float64)
-            self.y_valid = yv.astype(np.float64)
+        self.data = data
+        self.x_train, self.x_valid = data.x_train, data.x_valid
+        self.y_train, self.y_valid = data.y_train, data.y_valid
+        self.classes_ = data.classes
+        if task == "classification" and len(np.unique(self.y_train)) < 2:
+            raise InvalidDataError(
+                "'y_train' contains only one class; a classification utility needs at least two."
+            )
         self.metric = metric
         self._score_fn, self._kind = resolve_metric(metric, task)
         if self._kind == "proba" and not (
@@ -290,13 +385,15 @@ class Utility:
         """A fresh clone of the model fitted on ``x_train[indices]`` (raises on one class)."""
         idx = np.asarray(indices, dtype=np.intp)
         model = clone(self.model)
-        model.fit(self.x_train[idx], self.y_train[idx])
+        model.fit(take_rows(self.x_train, idx), self.y_train[idx])
         return model
 
     def score_model(self, model: Any, x: np.ndarray | None = None, y: np.ndarray | None = None) -> float:
         """Score a fitted model on the validation data (or on ``x``, ``y`` if given)."""
         x = self.x_valid if x is None else x
         y = self.y_valid if y is None else y
+        if self._kind == "scorer":
+            return float(self._score_fn(model, x, y))
         return self._score_fn(y, self._predict(model, x))
 
     # ------------------------------------------------------------------ internals
@@ -315,9 +412,11 @@ class Utility:
                 model = self._warm_model
             else:
                 model = clone(self.model)
-            model.fit(self.x_train[idx], self.y_train[idx])
+            model.fit(take_rows(self.x_train, idx), self.y_train[idx])
             self.n_fits += 1
-            score = self._score_fn(self.y_valid, self._predict(model, self.x_valid))
+            score = (float(self._score_fn(model, self.x_valid, self.y_valid))
+                     if self._kind == "scorer"
+                     else self._score_fn(self.y_valid, self._predict(model, self.x_valid)))
             if not np.isfinite(score):
                 raise ModelOutputError(
                     f"The metric {self.metric!r} of {type(self.model).__name__} trained on "
@@ -372,6 +471,8 @@ class Utility:
     def _constant_score(self, label: int | None) -> float:
         """Score of a constant prediction: ``label`` with certainty, or the training prior."""
         n_valid = self.x_valid.shape[0]
+        if self._kind == "scorer":
+            return float(self._score_fn(_ConstantModel(self, label), self.x_valid, self.y_valid))
         if self.task == "regression":
             return self._score_fn(self.y_valid, np.full(n_valid, float(self.y_train.mean())))
         if label is None:

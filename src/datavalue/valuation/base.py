@@ -13,12 +13,12 @@ from typing import Any, ClassVar
 import numpy as np
 from sklearn.base import BaseEstimator
 
-from .._validation import check_estimator_like, check_xy, infer_task, validate_params
-from ..data import fingerprint_arrays
-from ..exceptions import InvalidDataError, InvalidParameterError, ModelOutputError
+from .._validation import check_estimator_like, validate_params
+from ..exceptions import ModelOutputError
+from ..fitdata import FitData, check_fit_data, model_allows_nan
 from ..result import ValuationResult
 
-__all__ = ["Valuator", "FitData", "default_model", "FitFailures"]
+__all__ = ["Valuator", "FitData", "default_model", "FitFailures"]  # FitData: see fitdata.py
 
 
 class FitFailures:
@@ -56,34 +56,6 @@ class FitFailures:
         return {"n_failed_fits": self.failed}
 
 
-class FitData:
-    """Validated training (and validation) arrays, with class labels encoded as 0..K-1 over the
-    union of both splits."""
-
-    def __init__(
-        self,
-        x_train: np.ndarray,
-        y_train: np.ndarray,
-        x_valid: np.ndarray | None,
-        y_valid: np.ndarray | None,
-        task: str,
-        classes: np.ndarray | None,
-    ) -> None:
-        self.x_train, self.y_train = x_train, y_train
-        self.x_valid, self.y_valid = x_valid, y_valid
-        self.task = task
-        self.classes = classes
-        self.fingerprint = fingerprint_arrays(x_train, y_train)
-
-    @property
-    def n_train(self) -> int:
-        return int(self.x_train.shape[0])
-
-    @property
-    def n_classes(self) -> int:
-        return 0 if self.classes is None else len(self.classes)
-
-
 def default_model(task: str) -> Any:
     """Logistic regression for classification, ridge regression for regression."""
     from sklearn.linear_model import LogisticRegression, Ridge
@@ -114,45 +86,20 @@ class Valuator(BaseEstimator):
         *,
         need_valid: bool = True,
         task: str | None = None,
+        model: Any = None,
+        allow_missing: bool | None = None,
     ) -> FitData:
-        """Validate arrays once at the boundary; encode labels for classification."""
-        xt, yt = check_xy(x_train, y_train, x_name="x_train", y_name="y_train")
-        task = task or getattr(self, "task", None) or infer_task(yt)
-        if task not in ("classification", "regression"):
-            raise InvalidParameterError(
-                f"The 'task' parameter must be 'classification' or 'regression'. Got {task!r}."
-            )
-        if (x_valid is None) != (y_valid is None):
-            raise InvalidDataError("Pass both 'x_valid' and 'y_valid', or neither.")
-        if x_valid is None:
-            if need_valid:
-                raise InvalidDataError(
-                    f"{type(self).__name__} needs validation data: call "
-                    "fit(x_train, y_train, x_valid, y_valid)."
-                )
-            xv = yv = None
-        else:
-            xv, yv = check_xy(x_valid, y_valid, x_name="x_valid", y_name="y_valid")
-            if xv.shape[1] != xt.shape[1]:
-                raise InvalidDataError(
-                    f"'x_valid' has {xv.shape[1]} features but 'x_train' has {xt.shape[1]}."
-                )
-        classes = None
-        if task == "classification":
-            ys = yt if yv is None else np.concatenate([yt, yv])
-            classes, codes = np.unique(ys, return_inverse=True)
-            codes = codes.astype(np.int64)
-            yt = codes[: len(yt)]
-            yv = None if yv is None else codes[len(yt) :]
-            if len(np.unique(yt)) < 2:
-                raise InvalidDataError(
-                    f"'y_train' contains only one class ({classes[yt[0]]!r}); valuing "
-                    "classification data needs at least two classes."
-                )
-        else:
-            yt = yt.astype(np.float64)
-            yv = None if yv is None else yv.astype(np.float64)
-        return FitData(xt, yt, xv, yv, task, classes)
+        """Validate the data once at the boundary (:func:`datavalue.fitdata.check_fit_data`).
+
+        Missing feature values are accepted when ``model`` accepts them (its ``allow_nan``
+        tag) or ``allow_missing`` says a preprocessor will impute them."""
+        if allow_missing is None:
+            allow_missing = model_allows_nan(model)
+        return check_fit_data(
+            x_train, y_train, x_valid, y_valid,
+            task=task or getattr(self, "task", None), need_valid=need_valid,
+            owner=type(self).__name__, allow_missing=allow_missing,
+        )
 
     @staticmethod
     def _check_model(model: Any, name: str = "model") -> None:
@@ -191,5 +138,6 @@ class Valuator(BaseEstimator):
             wall_time=time.perf_counter() - start_time,
             status=status,
             extra=extra or {},
+            ids=data.ids_train,
         )
         return self.result_

@@ -25,13 +25,22 @@ from joblib import Parallel, delayed
 from sklearn.base import clone, is_classifier, is_regressor
 from sklearn.tree import BaseDecisionTree, DecisionTreeClassifier, DecisionTreeRegressor
 
-from .._validation import N_JOBS, Interval, Options, check_estimator_like, rescale_if_extreme
+from .._validation import (
+    N_JOBS,
+    PREPROCESSOR,
+    Interval,
+    Options,
+    check_estimator_like,
+    rescale_if_extreme,
+)
 from ..exceptions import (
     InvalidDataError,
     InvalidModelError,
     InvalidParameterError,
     ModelOutputError,
 )
+from ..fitdata import imputes as _imputes
+from ..fitdata import model_allows_nan, take_rows
 from ..parallel import progress_bar, spawn_seeds, watched
 from .base import FitData, Valuator
 
@@ -143,7 +152,7 @@ def _fit_chunk(
         y_bag = None if count_weights else y[in_bag]
         if count_weights:
             model.fit(x, y, sample_weight=multiplicity.astype(np.float64), check_input=False)
-            pred = _predict(model, x[oob])
+            pred = _predict(model, take_rows(x, oob))
         elif classification and np.all(y_bag == y_bag[0]):
             # One class drawn (tiny or very imbalanced data): most classifiers refuse to fit;
             # a model of one class predicts that class.
@@ -152,8 +161,8 @@ def _fit_chunk(
             if is_tree:
                 model.fit(x[in_bag], y_bag, check_input=False)
             else:
-                model.fit(x[in_bag], y_bag)
-            pred = _predict(model, x[oob])
+                model.fit(take_rows(x, in_bag), y_bag)
+            pred = _predict(model, take_rows(x, oob))
         score = _scores(pred, y[oob], classification)
         # ``oob`` has no repeats, so plain fancy-index accumulation is exact.
         total[oob] += score
@@ -242,7 +251,11 @@ def _score_fitted_ensemble(
                 )
             oob = np.flatnonzero(np.bincount(in_bag, minlength=n) == 0)
             if oob.size:
-                x_oob = x[oob] if feats is None else x[oob][:, np.asarray(feats)]
+                x_oob = take_rows(x, oob)
+                if feats is not None:
+                    from sklearn.utils import _safe_indexing
+
+                    x_oob = _safe_indexing(x_oob, np.asarray(feats), axis=1)
                 score = _scores(_predict(member, x_oob), y[oob], classification)
                 total[oob] += score
                 total_sq[oob] += score * score
@@ -284,6 +297,13 @@ class DataOOB(Valuator):
         replacement.
     task : {"classification", "regression"} or None
         None: from the estimator (classifier or regressor), else inferred from ``y_train``.
+    preprocessor : "auto", None or transformer
+        Used only without a ``model`` of yours: the default trees split on the features, so they must be numbers: "auto" (the default) imputes, scales and one-hot
+        encodes data that are not already a finite numeric array (a DataFrame with text
+        columns, missing values, a sparse matrix) with a ``ColumnTransformer`` fitted on the
+        training rows only (:func:`datavalue.fitdata.default_preprocessor`); numeric arrays are
+        used as given. None: no preprocessing (non-numeric data is an error). Or any
+        scikit-learn transformer, fitted on the training rows.
     random_state : int or None, default 0
         Seed. Bootstrap ``b`` uses ``seeds[b]`` from ``spawn_seeds(random_state, n_estimators)``
         both for its indices (``numpy.random.default_rng(seeds[b]).integers(0, n, size)``) and
@@ -329,6 +349,7 @@ class DataOOB(Valuator):
     _parameter_constraints: ClassVar[dict[str, list]] = {
         "n_estimators": [Interval(int, 1, None)],
         "model": ["any"],  # checked in fit, with InvalidModelError
+        "preprocessor": PREPROCESSOR,
         "max_samples": [Interval(float, 0, 1, closed="right")],
         "task": [Options({"classification", "regression"}), None],
         "random_state": ["random_state"],
@@ -342,6 +363,7 @@ class DataOOB(Valuator):
         model: Any = None,
         *,
         max_samples: float = 1.0,
+        preprocessor: Any = "auto",
         task: str | None = None,
         random_state: int | None = 0,
         n_jobs: int | None = None,
@@ -350,6 +372,7 @@ class DataOOB(Valuator):
         self.n_estimators = n_estimators
         self.model = model
         self.max_samples = max_samples
+        self.preprocessor = preprocessor
         self.task = task
         self.random_state = random_state
         self.n_jobs = n_jobs
@@ -386,8 +409,13 @@ class DataOOB(Valuator):
                     "get_params/set_params (e.g. subclass sklearn.base.BaseEstimator)."
                 ) from exc
         data = self._check_data(
-            x_train, y_train, x_valid, y_valid, need_valid=False, task=self._task_of(estimator)
+            x_train, y_train, x_valid, y_valid, need_valid=False, task=self._task_of(estimator),
+            model=estimator,
+            allow_missing=model_allows_nan(estimator) if estimator is not None else _imputes(
+                self.preprocessor),
         )
+        if estimator is None:  # the default trees need numbers; a model of the user's does not
+            data = data.numeric(self.preprocessor, owner="DataOOB's default trees")
         classification = data.task == "classification"
         n = data.n_train
 

@@ -65,10 +65,11 @@ from typing import Any, ClassVar
 import numpy as np
 from sklearn.base import clone
 
-from .._validation import Interval, Options
+from .._validation import PREPROCESSOR, Interval, Options
 from ..checkpoint import load_checkpoint, save_checkpoint
 from ..data import fingerprint_arrays
 from ..exceptions import InvalidModelError, InvalidParameterError, ModelOutputError
+from ..fitdata import imputes as _imputes
 from ..parallel import progress_bar, spawn_seeds
 from ..result import jsonable
 from .base import FitData, Valuator
@@ -235,6 +236,13 @@ class DVRL(Valuator):
     marginal : bool
         Feed the estimator m = |onehot(y) - f_valid(x)| (regression: |y - f_valid(x)| / std(y))
         from a predictor fitted on the validation set. False feeds zeros.
+    preprocessor : "auto", None or transformer
+        DVRL's value network and predictors compute with the features, so they must be numbers: "auto" (the default) imputes, scales and one-hot
+        encodes data that are not already a finite numeric array (a DataFrame with text
+        columns, missing values, a sparse matrix) with a ``ColumnTransformer`` fitted on the
+        training rows only (:func:`datavalue.fitdata.default_preprocessor`); numeric arrays are
+        used as given. None: no preprocessing (non-numeric data is an error). Or any
+        scikit-learn transformer, fitted on the training rows.
     random_state : int or None
         Seed of the estimator and predictor initialisations, the batches and the selections.
     checkpoint : str, path or None
@@ -307,6 +315,7 @@ class DVRL(Valuator):
         "threshold": [Interval(float, 0.5, 1, closed="neither")],
         "baseline_window": [Interval(int, 1, None), None],
         "marginal": ["boolean"],
+        "preprocessor": PREPROCESSOR,
         "random_state": ["random_state"],
         "checkpoint": [str, os.PathLike, None],
         "resume": ["boolean"],
@@ -331,6 +340,7 @@ class DVRL(Valuator):
         threshold: float = 0.9,
         baseline_window: int | None = None,
         marginal: bool = True,
+        preprocessor: Any = "auto",
         random_state: int | None = 0,
         checkpoint: str | os.PathLike | None = None,
         resume: bool = False,
@@ -339,6 +349,7 @@ class DVRL(Valuator):
     ) -> None:
         self.predictor = predictor
         self.metric = metric
+        self.preprocessor = preprocessor
         self.n_iterations = n_iterations
         self.batch_size = batch_size
         self.inner_iterations = inner_iterations
@@ -404,7 +415,9 @@ class DVRL(Valuator):
         """Train the data value estimator; set ``values_``, ``result_`` and ``predictor_``."""
         start = time.perf_counter()
         self._validate_params()
-        data = self._check_data(x_train, y_train, x_valid, y_valid)
+        data = self._check_data(x_train, y_train, x_valid, y_valid,
+                                allow_missing=_imputes(self.preprocessor))
+        data = data.numeric(self.preprocessor, owner="DVRL")
         metric = self._resolve_metric(data.task)
         self._check_predictor(data.task, metric)
         torch = _import_torch()

@@ -18,10 +18,10 @@ from typing import Any, ClassVar
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from .._validation import N_JOBS, Interval, Options
+from .._validation import N_JOBS, Interval
 from ..exceptions import InvalidDataError, InvalidParameterError
 from ..parallel import parallel_map
-from ..utility import METRICS, Utility, default_metric
+from ..utility import METRIC_NAMES, Utility, default_metric
 from .base import FitData, FitFailures, Valuator, default_model
 from .sampling import BanzhafWeight, BetaWeight, Game, SemivalueWeight, ShapleyWeight
 
@@ -75,7 +75,7 @@ def exact_semivalue(scores: np.ndarray, n: int, weight: SemivalueWeight) -> np.n
 class _ExactBase(Valuator):
     _parameter_constraints: ClassVar[dict[str, list]] = {
         "model": ["estimator", None],
-        "metric": [Options(METRICS), "callable", None],
+        "metric": [METRIC_NAMES, "callable", None],
         "n_jobs": N_JOBS,
         "catch_errors": ["boolean"],
         "progress": ["boolean", None],
@@ -99,7 +99,9 @@ class _ExactBase(Valuator):
         """Enumerate all 2^n training subsets (n <= 20) and compute exact values."""
         start = time.perf_counter()
         self._validate_params()
-        data = self._check_data(x_train, y_train, x_valid, y_valid)
+        if self.model is not None:
+            self._check_model(self.model)
+        data = self._check_data(x_train, y_train, x_valid, y_valid, model=self.model)
         if data.n_train > MAX_EXACT_PLAYERS:
             raise InvalidDataError(
                 f"{type(self).__name__} enumerates all 2^n subsets; 'x_train' has "
@@ -107,10 +109,8 @@ class _ExactBase(Valuator):
                 "Carlo methods (TMCShapley, BetaShapley, DataBanzhaf) for more data."
             )
         model = default_model(data.task) if self.model is None else self.model
-        self._check_model(model)
-        utility = Utility(model, data.x_train, data.y_train, data.x_valid, data.y_valid,
-                          self.metric or default_metric(data.task), task=data.task,
-                          catch_errors=self.catch_errors)
+        utility = Utility.from_data(model, data, self.metric or default_metric(data.task),
+                                    catch_errors=self.catch_errors)
         return self._fit_game(utility, data, start)
 
     def fit_utility(self, game: Game):

@@ -19,8 +19,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from .._validation import N_JOBS, Interval, Options
+from .._validation import N_JOBS, PREPROCESSOR, Interval, Options
 from ..exceptions import InvalidDataError, InvalidModelError
+from ..fitdata import imputes as _imputes
 from ..utility import resolve_metric
 from .base import FitData
 from .sampling import Sampler, ShapleyWeight, Truncation
@@ -142,6 +143,13 @@ class GShapley(SemivalueValuation):
         learning rate for which one epoch of training gives the best performance").
     l2 : float
         Weight decay.
+    preprocessor : "auto", None or transformer
+        G-Shapley takes gradient steps on the features, so they must be numbers: "auto" (the default) imputes, scales and one-hot
+        encodes data that are not already a finite numeric array (a DataFrame with text
+        columns, missing values, a sparse matrix) with a ``ColumnTransformer`` fitted on the
+        training rows only (:func:`datavalue.fitdata.default_preprocessor`); numeric arrays are
+        used as given. None: no preprocessing (non-numeric data is an error). Or any
+        scikit-learn transformer, fitted on the training rows.
     hidden_units : int
         Width of the MLP's hidden layer.
     stopping, max_permutations, n_jobs, backend, ray_address, random_state, checkpoint, resume,
@@ -163,6 +171,7 @@ class GShapley(SemivalueValuation):
         "learning_rate": [Interval(float, 0, None, closed="neither"), None],
         "l2": [Interval(float, 0, None)],
         "hidden_units": [Interval(int, 1, None)],
+        "preprocessor": PREPROCESSOR,
         "n_jobs": N_JOBS,
     }
 
@@ -173,10 +182,11 @@ class GShapley(SemivalueValuation):
         n_jobs: int | None = None, backend: str | None = None, ray_address: str | None = None,
         random_state: int | None = 0, checkpoint: str | None = None, resume: bool = False,
         checkpoint_every: float = 60.0, round_size: int | None = None,
-        progress: bool | None = None,
+        preprocessor: Any = "auto", progress: bool | None = None,
     ) -> None:
         self.model = model
         self.metric = metric
+        self.preprocessor = preprocessor
         self.learning_rate = learning_rate
         self.l2 = l2
         self.hidden_units = hidden_units
@@ -225,7 +235,9 @@ class GShapley(SemivalueValuation):
     def fit(self, x_train: Any, y_train: Any, x_valid: Any = None, y_valid: Any = None):
         start = time.perf_counter()
         self._validate_params()
-        data = self._check_data(x_train, y_train, x_valid, y_valid)
+        data = self._check_data(x_train, y_train, x_valid, y_valid,
+                                allow_missing=_imputes(self.preprocessor))
+        data = data.numeric(self.preprocessor, owner="GShapley")
         if data.task != "classification":
             raise InvalidDataError(
                 "GShapley supports classification only; 'y_train' looks like regression "

@@ -43,8 +43,9 @@ from typing import Any, ClassVar
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from .._validation import N_JOBS, Interval, Options, rescale_if_extreme
+from .._validation import N_JOBS, PREPROCESSOR, Interval, Options, rescale_if_extreme
 from ..exceptions import InvalidDataError
+from ..fitdata import imputes as _imputes
 from ..parallel import parallel_map
 from .base import Valuator
 
@@ -354,6 +355,14 @@ class KNNShapley(Valuator):
         buffers take about 35 bytes per cell). None: about 2^19 cells per block (~18 MB, at
         least one row), which keeps a block in cache; the working memory per worker is then
         about ``35 * max(n_train, 2**19)`` bytes. Does not change the values.
+    preprocessor : "auto", None or transformer
+        K-NN-Shapley (distances) computes with the features themselves, so they must be numbers: "auto" (the
+        default) imputes, scales and one-hot encodes data that are not already a finite
+        numeric array (a DataFrame with text columns, missing values, a sparse matrix) with a
+        ``ColumnTransformer`` fitted on the training rows only
+        (:func:`datavalue.fitdata.default_preprocessor`); numeric arrays are used as given.
+        None: no preprocessing (non-numeric data is an error). Or any scikit-learn
+        transformer, fitted on the training rows.
     n_jobs : int or None
         Parallel workers (joblib) over groups of validation points. Values are bit-identical
         for any ``n_jobs`` and ``batch_size``.
@@ -394,6 +403,7 @@ class KNNShapley(Valuator):
         "n_neighbors": [Interval(int, 1, None)],
         "distance": [Options(DISTANCES)],
         "batch_size": [Interval(int, 1, None), None],
+        "preprocessor": PREPROCESSOR,
         "n_jobs": N_JOBS,
         "progress": ["boolean", None],
     }
@@ -404,12 +414,14 @@ class KNNShapley(Valuator):
         distance: str = "euclidean",
         *,
         batch_size: int | None = None,
+        preprocessor: Any = "auto",
         n_jobs: int | None = None,
         progress: bool | None = None,
     ) -> None:
         self.n_neighbors = n_neighbors
         self.distance = distance
         self.batch_size = batch_size
+        self.preprocessor = preprocessor
         self.n_jobs = n_jobs
         self.progress = progress
 
@@ -431,7 +443,9 @@ class KNNShapley(Valuator):
         """
         start = time.perf_counter()
         self._validate_params()
-        data = self._check_data(x_train, y_train, x_valid, y_valid)
+        data = self._check_data(x_train, y_train, x_valid, y_valid,
+                                allow_missing=_imputes(self.preprocessor))
+        data = data.numeric(self.preprocessor, owner="KNNShapley")
         if data.task != "classification":
             raise InvalidDataError(
                 "KNNShapley values the training points of a K-NN *classifier* (Jia et al. "

@@ -13,9 +13,9 @@ from typing import Any, ClassVar
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from .._validation import N_JOBS, Options
+from .._validation import N_JOBS
 from ..parallel import parallel_map
-from ..utility import METRICS, Utility, default_metric
+from ..utility import METRIC_NAMES, Utility, default_metric
 from .base import FitFailures, Valuator, default_model
 
 __all__ = ["LOO", "RandomValuation"]
@@ -57,7 +57,7 @@ class LOO(Valuator):
     method_name: ClassVar[str] = "loo"
     _parameter_constraints: ClassVar[dict[str, list]] = {
         "model": ["estimator", None],
-        "metric": [Options(METRICS), "callable", None],
+        "metric": [METRIC_NAMES, "callable", None],
         "n_jobs": N_JOBS,
         "catch_errors": ["boolean"],
         "progress": ["boolean", None],
@@ -81,19 +81,12 @@ class LOO(Valuator):
     def fit(self, x_train: Any, y_train: Any, x_valid: Any = None, y_valid: Any = None) -> LOO:
         start = time.perf_counter()
         self._validate_params()
-        data = self._check_data(x_train, y_train, x_valid, y_valid)
+        if self.model is not None:
+            self._check_model(self.model)
+        data = self._check_data(x_train, y_train, x_valid, y_valid, model=self.model)
         model = default_model(data.task) if self.model is None else self.model
-        self._check_model(model)
-        utility = Utility(
-            model,
-            data.x_train,
-            data.y_train,
-            data.x_valid,
-            data.y_valid,
-            self.metric or default_metric(data.task),
-            task=data.task,
-            catch_errors=self.catch_errors,
-        )
+        utility = Utility.from_data(model, data, self.metric or default_metric(data.task),
+                                    catch_errors=self.catch_errors)
         full = utility.full_score()
         n = data.n_train
         # Blocks of points per task amortise the dispatch cost of joblib.

@@ -36,7 +36,7 @@ from ..checkpoint import load_checkpoint, save_checkpoint
 from ..exceptions import InvalidParameterError
 from ..parallel import joblib_backend, progress_bar, watched
 from ..result import jsonable
-from ..utility import METRICS, Utility, default_metric
+from ..utility import METRIC_NAMES, Utility, default_metric
 from .base import FitData, FitFailures, Valuator, default_model
 from .sampling import (
     SAMPLERS,
@@ -380,7 +380,7 @@ def run_semivalue(
 # ---------------------------------------------------------------------- estimators
 _COMMON_CONSTRAINTS: dict[str, list] = {
     "model": ["estimator", None],
-    "metric": [Options(METRICS), "callable", None],
+    "metric": [METRIC_NAMES, "callable", None],
     "sampler": [Options(SAMPLERS), Sampler],
     "stopping": [StoppingCriterion, None],
     "max_permutations": [Interval(int, 1, None), None],
@@ -450,12 +450,12 @@ class SemivalueValuation(Valuator):
         score of ``model`` (see the class docstring)."""
         start = time.perf_counter()
         self._validate_params()
-        data = self._check_data(x_train, y_train, x_valid, y_valid)
+        if self.model is not None:
+            self._check_model(self.model)
+        data = self._check_data(x_train, y_train, x_valid, y_valid, model=self.model)
         model = default_model(data.task) if self.model is None else self.model
-        self._check_model(model)
-        utility = Utility(
-            model, data.x_train, data.y_train, data.x_valid, data.y_valid,
-            self.metric or default_metric(data.task), task=data.task,
+        utility = Utility.from_data(
+            model, data, self.metric or default_metric(data.task),
             catch_errors=self.catch_errors, cache_size=self.cache_size,
             warm_start=self.warm_start,
         )
