@@ -327,7 +327,7 @@ def clean(
         kept = np.setdiff1d(np.arange(n), flagged)
         noisy = np.searchsorted(kept, np.intersect1d(ds.noisy_indices, kept))
         cleaned = replace(ds, x_train=ds.x_train[kept], y_train=ds.y_train[kept],
-                          noisy_indices=noisy)
+                          ids_train=ds.ids_train[kept], noisy_indices=noisy)
         sample_weight = None
     else:
         kept = np.arange(n)

@@ -44,6 +44,142 @@ BUILTIN_DATASETS: tuple[str, ...] = (
 _SPLITS = ("train", "valid", "test")
 
 
+def _check_codes(y: np.ndarray, name: str, task: str, class_names: Any) -> np.ndarray:
+    """Targets of a Dataset: class codes 0..K-1 (int64) or floats. Never truncated."""
+    if task == "regression":
+        try:
+            return np.asarray(y, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise InvalidDataError(f"'{name}' must hold numbers for regression.") from exc
+    if y.dtype.kind not in "iub" and not (y.dtype.kind == "f" and np.all(np.mod(y, 1) == 0)):
+        shown = y[:3].tolist()
+        raise InvalidDataError(
+            f"'{name}' of a classification Dataset must hold class codes 0..K-1; got {shown}... "
+            "Labels are never truncated or guessed: build the Dataset with "
+            "Dataset.from_arrays(X, y), which encodes any labels (strings, ints, bools)."
+        )
+    codes = y.astype(np.int64)
+    if codes.size and codes.min() < 0:
+        raise InvalidDataError(f"'{name}' holds negative class codes ({codes.min()}).")
+    if class_names is not None and codes.size and codes.max() >= len(class_names):
+        raise InvalidDataError(
+            f"'{name}' holds class code {codes.max()}, but 'class_names' names "
+            f"{len(class_names)} classes (codes 0..{len(class_names) - 1}). Encode the labels as "
+            "codes 0..K-1, or use Dataset.from_arrays(X, y)."
+        )
+    return codes
+
+
+def _is_frame(x: Any) -> bool:
+    return type(x).__module__.startswith("pandas") and hasattr(x, "columns")
+
+
+def _as_table(X: Any, feature_names: Any) -> Any:
+    """``X`` as a DataFrame if it is a table (a DataFrame, or an array holding text), else
+    None (numbers go the array way)."""
+    import pandas as pd
+
+    if _is_frame(X):
+        return X
+    if hasattr(X, "tocsr"):
+        return None
+    arr = np.asarray(X) if not isinstance(X, np.ndarray) else X
+    if arr.ndim == 2 and arr.dtype.kind in "OUS":
+        try:
+            arr.astype(np.float64)
+        except (TypeError, ValueError):
+            cols = list(feature_names) if feature_names is not None else [
+                f"x{i}" for i in range(arr.shape[1])]
+            return pd.DataFrame(arr, columns=cols)
+    return None
+
+
+def _encode(preprocessor: Any, frame: Any) -> np.ndarray:
+    import warnings
+
+    with warnings.catch_warnings():
+        # Unknown levels of validation/test rows are encoded as the dropped (most frequent)
+        # level, on purpose; scikit-learn warns about each.
+        warnings.filterwarnings("ignore", message=".*unknown categor.*")
+        return np.asarray(preprocessor.transform(frame), dtype=np.float64)
+
+
+def _fit_table_encoder(frame: Any, train_rows: np.ndarray, *, categorical: Any, missing: str,
+                       ids: np.ndarray) -> tuple[Any, list[str]]:
+    """A ColumnTransformer for the table's columns, in their order, fitted on the training rows
+    only (the medians, most frequent levels and categories of validation and test rows never
+    leak into the training features)."""
+    import pandas as pd
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer, OneHotEncoder
+
+    if frame.shape[1] == 0:
+        raise InvalidDataError("The table has no feature columns.")
+    if categorical == "auto":
+        cat_cols = [c for c in frame.columns if not (
+            pd.api.types.is_numeric_dtype(frame[c]) or pd.api.types.is_bool_dtype(frame[c]))]
+    else:
+        cat_cols = list(categorical)
+        unknown = [c for c in cat_cols if c not in frame.columns]
+        if unknown:
+            raise InvalidParameterError(f"The 'categorical' columns {unknown} are not in the "
+                                        "table.")
+    na = frame.isna().to_numpy().any(axis=1)
+    if na.any() and missing == "error":
+        rows = ids[np.flatnonzero(na)]
+        shown = ", ".join(map(str, rows[:10])) + (" ..." if len(rows) > 10 else "")
+        cols = [str(c) for c in frame.columns if frame[c].isna().any()]
+        raise InvalidDataError(
+            f"The table has missing values in {int(na.sum())} row(s) (ids {shown}; columns "
+            f"{', '.join(cols[:5])}). Pass missing='impute' (--impute on the command line) to "
+            "fill them with statistics of the training rows."
+        )
+    train = frame.iloc[train_rows]
+    parts = []
+    for c in frame.columns:
+        if c in cat_cols:
+            text = train[c].dropna().astype(str)
+            if text.empty:
+                raise InvalidDataError(f"The column {c!r} has no value in the training rows.")
+            top = text.value_counts().index[0]  # most frequent training level: dropped
+            enc = OneHotEncoder(drop=[top], handle_unknown="ignore", sparse_output=False,
+                                feature_name_combiner=_level_name)
+            steps = [SimpleImputer(strategy="constant", fill_value=top, missing_values=np.nan)
+                     if frame[c].isna().any() else None,
+                     FunctionTransformer(_as_text, feature_names_out="one-to-one"), enc]
+            parts.append((str(c), make_pipeline(*[t for t in steps if t is not None]), [c]))
+        else:
+            steps = [SimpleImputer(strategy="median")] if frame[c].isna().any() else []
+            parts.append((str(c), make_pipeline(*steps, FunctionTransformer(
+                feature_names_out="one-to-one")), [c]))
+    ct = ColumnTransformer(parts, verbose_feature_names_out=False, sparse_threshold=0.0)
+    ct.fit(train)
+    names = [str(n) for n in ct.get_feature_names_out()]
+    if not names:
+        raise InvalidDataError("The table has no feature left after encoding.")
+    return ct, names
+
+
+def _level_name(feature: str, level: Any) -> str:
+    return f"{feature}={level}"
+
+
+def _as_text(x: Any) -> Any:
+    """Categories compared as text (a column mixing 1 and "1" has one level "1")."""
+    return np.asarray(x).astype(str)
+
+
+def _check_ids(ids: Any, n: int, name: str) -> np.ndarray:
+    a = np.asarray(ids)
+    if a.shape != (n,):
+        raise InvalidDataError(f"'{name}' must have one id per row ({n}); got shape {a.shape}.")
+    if a.dtype.kind in "iu":
+        return a.astype(np.int64)
+    return np.asarray([str(v) for v in a.tolist()], dtype=str)
+
+
 def _frozen(a: np.ndarray) -> np.ndarray:
     a = np.array(a, copy=True)
     a.setflags(write=False)
@@ -71,6 +207,17 @@ class Dataset:
         If the features were standardized, ``x_raw = x * feature_scale + feature_mean``.
     image_shape : tuple of int or None
         Shape of one example as an image (``(8, 8)`` for digits), for reports.
+    ids_train, ids_valid, ids_test : numpy.ndarray
+        The user's id of every row (a DataFrame's index, a CSV's id column or line number;
+        default: the row's position in the data before splitting). Unique over all splits.
+        Results of valuing ``x_train`` carry ``ids_train``.
+    preprocessor : scikit-learn transformer or None
+        For tables with text columns or missing values: the ``ColumnTransformer`` that turned
+        the user's columns into ``x_*``, fitted on the training rows only (not the validation or
+        test rows). :meth:`transform` applies it (and the standardization) to new rows. Kept in
+        memory only: a loaded data set has none.
+    source_columns : tuple of str
+        The user's feature columns (before encoding), when the data came from a table.
     """
 
     x_train: np.ndarray
@@ -87,6 +234,11 @@ class Dataset:
     feature_mean: np.ndarray | None = None
     feature_scale: np.ndarray | None = None
     image_shape: tuple[int, ...] | None = None
+    ids_train: np.ndarray | None = None
+    ids_valid: np.ndarray | None = None
+    ids_test: np.ndarray | None = None
+    preprocessor: Any = None
+    source_columns: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.task not in ("classification", "regression"):
@@ -105,9 +257,24 @@ class Dataset:
                     f"'x_{split}' has {x.shape[1]} features but 'x_train' has {d}."
                 )
             d = x.shape[1]
-            y = y.astype(np.int64 if self.task == "classification" else np.float64)
+            y = _check_codes(y, f"y_{split}", self.task, self.class_names)
             object.__setattr__(self, f"x_{split}", _frozen(x))
             object.__setattr__(self, f"y_{split}", _frozen(y))
+        offset = 0
+        seen: list[np.ndarray] = []
+        for split in _SPLITS:
+            n_split = getattr(self, f"x_{split}").shape[0]
+            ids = getattr(self, f"ids_{split}")
+            ids = (np.arange(offset, offset + n_split, dtype=np.int64) if ids is None
+                   else _check_ids(ids, n_split, f"ids_{split}"))
+            offset += n_split
+            seen.append(ids)
+            object.__setattr__(self, f"ids_{split}", _frozen(ids))
+        every = np.concatenate([a.astype(str) if any(b.dtype.kind == "U" for b in seen) else a
+                                for a in seen])
+        if len(np.unique(every)) != len(every):
+            raise InvalidDataError("Row ids must be unique over the train, valid and test splits.")
+        object.__setattr__(self, "source_columns", tuple(str(c) for c in self.source_columns))
         names = tuple(str(n) for n in self.feature_names) or tuple(f"x{i}" for i in range(d))
         if len(names) != d:
             raise InvalidDataError(
@@ -212,12 +379,22 @@ class Dataset:
         class_names: Sequence[str] | None = None,
         name: str = "arrays",
         image_shape: tuple[int, ...] | None = None,
+        ids: Any = None,
+        missing: str = "error",
+        categorical: Sequence[str] | str = "auto",
     ) -> Dataset:
-        """Split arrays into train/valid/test.
+        """Split arrays or a table into train/valid/test.
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : array-like of shape (n_samples, n_features) or pandas DataFrame
+            Numbers, or a table with text columns and missing values: its columns are encoded
+            by a ``ColumnTransformer`` fitted on the training rows only (numeric columns kept,
+            missing values imputed with the training median if ``missing="impute"``; text and
+            categorical columns one-hot encoded without their most frequent training level,
+            unknown levels of other rows encoded as that level, missing ones imputed with it).
+            The fitted transformer is kept as :attr:`preprocessor`; :meth:`transform` applies
+            it to new rows.
         y : array-like of shape (n_samples,)
             Class labels (any hashable values; they are encoded as ``0..K-1`` and the originals
             kept in ``class_names``) or real-valued regression targets.
@@ -233,9 +410,30 @@ class Dataset:
             only (the transformation is kept in ``feature_mean``/``feature_scale``).
         task : {"classification", "regression"} or None
             Inferred from ``y`` if None.
+        ids : array-like or None
+            The id of every row, unique (default: the DataFrame's index, else 0..n-1).
+        missing : {"error", "impute"}
+            Missing values in a table: an error naming the rows, or imputed (see ``X``).
+        categorical : "auto" or list of column names
+            Table columns to one-hot encode ("auto": every non-numeric column).
         """
-        Xa = check_features(X, "X")
-        ya = check_target(y, "y", n_samples=Xa.shape[0], x_name="X")
+        table = _as_table(X, feature_names)
+        if missing not in ("error", "impute"):
+            raise InvalidParameterError(
+                f"The 'missing' parameter must be 'error' or 'impute'. Got {missing!r} instead."
+            )
+        if table is not None:
+            n_rows = len(table)
+            row_ids = np.asarray(table.index) if ids is None else np.asarray(ids)
+            Xa = None
+        else:
+            Xa = check_features(X, "X")
+            n_rows = Xa.shape[0]
+            row_ids = np.arange(n_rows, dtype=np.int64) if ids is None else np.asarray(ids)
+        row_ids = _check_ids(row_ids, n_rows, "ids")
+        if len(np.unique(row_ids)) != n_rows:
+            raise InvalidDataError("The row ids ('ids', or the DataFrame's index) must be unique.")
+        ya = check_target(y, "y", n_samples=n_rows, x_name="X")
         task = task or infer_task(ya)
         if task not in ("classification", "regression"):
             raise InvalidParameterError(
@@ -261,13 +459,22 @@ class Dataset:
             class_names = None
         idx = _split_indices(
             ya if (stratify and task == "classification") else None,
-            Xa.shape[0],
+            n_rows,
             train_size,
             valid_size,
             test_size,
             random_state,
         )
-        parts = {s: (Xa[i], ya[i]) for s, i in zip(_SPLITS, idx, strict=True)}
+        preprocessor = None
+        source_columns: tuple[str, ...] = ()
+        if table is not None:
+            preprocessor, feature_names = _fit_table_encoder(
+                table, idx[0], categorical=categorical, missing=missing, ids=row_ids)
+            source_columns = tuple(str(c) for c in table.columns)
+            parts = {s: (_encode(preprocessor, table.iloc[i]), ya[i])
+                     for s, i in zip(_SPLITS, idx, strict=True)}
+        else:
+            parts = {s: (Xa[i], ya[i]) for s, i in zip(_SPLITS, idx, strict=True)}
         mean = scale = None
         if standardize:
             x = parts["train"][0]
@@ -297,7 +504,38 @@ class Dataset:
             feature_mean=mean,
             feature_scale=scale,
             image_shape=image_shape,
+            ids_train=row_ids[idx[0]],
+            ids_valid=row_ids[idx[1]],
+            ids_test=row_ids[idx[2]],
+            preprocessor=preprocessor,
+            source_columns=source_columns,
         )
+
+    def transform(self, X: Any) -> np.ndarray:
+        """New rows in this data set's feature space: encoded by :attr:`preprocessor` (fitted on
+        the training rows) and standardized like ``x_train``."""
+        table = _as_table(X, self.source_columns or None) if self.source_columns else None
+        if self.source_columns:
+            if self.preprocessor is None:
+                raise InvalidParameterError(
+                    "This data set has no fitted preprocessor (a Dataset loaded from disk keeps "
+                    "the encoded features only); build it again from the table to transform "
+                    "new rows."
+                )
+            missing_cols = [c for c in self.source_columns if c not in table.columns]
+            if missing_cols:
+                raise InvalidDataError(f"The new rows lack the columns {missing_cols}.")
+            x = _encode(self.preprocessor, table[list(self.source_columns)])
+        else:
+            x = check_features(X, "X")
+            if x.shape[1] != self.n_features:
+                raise InvalidDataError(
+                    f"The new rows have {x.shape[1]} features; this data set has "
+                    f"{self.n_features}."
+                )
+        if self.feature_mean is not None and self.feature_scale is not None:
+            x = (x - self.feature_mean) / self.feature_scale
+        return x
 
     @classmethod
     def from_csv(
@@ -305,6 +543,7 @@ class Dataset:
         path: str | os.PathLike,
         target: str,
         *,
+        id_column: str | None = None,
         categorical: Sequence[str] | str = "auto",
         missing: str = "error",
         **split_kwargs: Any,
@@ -315,13 +554,18 @@ class Dataset:
         ----------
         path : path to the CSV file.
         target : name of the target column.
+        id_column : name of a column of unique row ids (customer numbers, ...), or None.
+            Every result keeps them; without one, a row's id is its line number in the file
+            (the header is line 1, so the first data row is line 2).
         categorical : "auto" or list of column names
-            Columns to one-hot encode (dropping the most frequent level, so an intercept and
-            the encoded columns are not collinear). "auto" takes every non-numeric column.
+            Columns to one-hot encode (dropping the most frequent training level, so an
+            intercept and the encoded columns are not collinear). "auto" takes every non-numeric
+            column.
         missing : {"error", "impute"}
-            "error" rejects missing values, listing the rows (1-based data rows of the file);
-            "impute" fills numeric columns with the median and categorical ones with the most
-            frequent level.
+            "error" rejects missing feature values, naming the rows; "impute" fills numeric
+            columns with the training median and categorical ones with the most frequent
+            training level (statistics of the training rows only). A missing target is always
+            an error.
         **split_kwargs : passed to :meth:`from_arrays`.
         """
         import pandas as pd
@@ -334,55 +578,47 @@ class Dataset:
         if not p.is_file():
             raise InvalidParameterError(f"The CSV file {str(p)!r} given as 'path' does not exist.")
         frame = pd.read_csv(p)
-        if target not in frame.columns:
-            raise InvalidParameterError(
-                f"The 'target' column {target!r} is not in {p.name}; its columns are "
-                f"{', '.join(map(str, frame.columns))}."
-            )
-        na_rows = np.flatnonzero(frame.isna().to_numpy().any(axis=1))
-        if len(na_rows):
-            if missing == "error" or frame[target].isna().any():
-                where = "the target column" if frame[target].isna().any() else "the features"
-                shown = ", ".join(str(r + 1) for r in na_rows[:10])
-                more = " ..." if len(na_rows) > 10 else ""
-                raise InvalidDataError(
-                    f"{p.name} has missing values in {where}, in {len(na_rows)} data row(s): "
-                    f"{shown}{more} (1-based, header excluded). Pass missing='impute' "
-                    "(--impute on the command line) to fill feature columns."
+        for col, what in ((target, "'target'"), (id_column, "'id_column'")):
+            if col is not None and col not in frame.columns:
+                raise InvalidParameterError(
+                    f"The {what} column {col!r} is not in {p.name}; its columns are "
+                    f"{', '.join(map(str, frame.columns))}."
                 )
+        if id_column == target:
+            raise InvalidParameterError("The id column cannot be the target column.")
+        if id_column is not None:
+            ids = frame[id_column]
+            if ids.isna().any() or not ids.is_unique:
+                dup = ids[ids.duplicated()].head(3).tolist()
+                raise InvalidDataError(
+                    f"The id column {id_column!r} of {p.name} must hold a unique value on every "
+                    f"row (missing or repeated: {dup})."
+                )
+            ids = ids.to_numpy()
+            frame = frame.drop(columns=[id_column])
+        else:
+            ids = np.arange(2, len(frame) + 2, dtype=np.int64)  # line numbers in the file
+        if frame[target].isna().any():
+            rows = ids[np.flatnonzero(frame[target].isna().to_numpy())]
+            raise InvalidDataError(
+                f"{p.name} has missing values in the target column {target!r}, in row(s) "
+                f"{', '.join(map(str, rows[:10]))}{' ...' if len(rows) > 10 else ''} (ids"
+                f"{' = line numbers' if id_column is None else ''}); drop those rows."
+            )
         y = frame[target].to_numpy()
         feats = frame.drop(columns=[target])
-        if categorical == "auto":
-            cat_cols = [c for c in feats.columns if not pd.api.types.is_numeric_dtype(feats[c])]
-        else:
-            cat_cols = list(categorical)
-            unknown = [c for c in cat_cols if c not in feats.columns]
-            if unknown:
-                raise InvalidParameterError(
-                    f"The 'categorical' columns {unknown} are not in {p.name}."
-                )
-        for c in feats.columns:
-            if feats[c].isna().any():
-                if c in cat_cols:
-                    feats[c] = feats[c].fillna(feats[c].mode().iloc[0])
-                else:
-                    feats[c] = feats[c].fillna(feats[c].median())
-        blocks, names = [], []
-        for c in feats.columns:
-            if c in cat_cols:
-                col = feats[c].astype(str)
-                levels = col.value_counts().index.tolist()  # most frequent first
-                for level in sorted(levels[1:]):
-                    blocks.append((col == level).to_numpy(dtype=np.float64))
-                    names.append(f"{c}={level}")
-            else:
-                blocks.append(feats[c].to_numpy(dtype=np.float64))
-                names.append(str(c))
-        if not blocks:
+        if feats.shape[1] == 0:
             raise InvalidDataError(f"{p.name} has no feature columns besides {target!r}.")
-        X = np.column_stack(blocks)
         split_kwargs.setdefault("name", p.name)
-        return cls.from_arrays(X, y, feature_names=names, **split_kwargs)
+        try:
+            return cls.from_arrays(feats, y, ids=ids, missing=missing, categorical=categorical,
+                                   **split_kwargs)
+        except InvalidDataError as exc:
+            if "missing values" in str(exc):
+                raise InvalidDataError(f"{p.name}: {exc}"
+                                       + (" (ids are line numbers)" if id_column is None else "")
+                                       ) from exc
+            raise
 
     @classmethod
     def from_npz(cls, path: str | os.PathLike, **split_kwargs: Any) -> Dataset:
