@@ -134,8 +134,9 @@ def test_clean_saves_the_cleaned_data(tmp_path):
     np.testing.assert_array_equal(loaded.x_train, res.dataset.x_train)
     np.testing.assert_array_equal(loaded.noisy_indices, res.dataset.noisy_indices)
     frame = pd.read_csv(files["train_csv"])
-    assert list(frame.columns[:2]) == ["train_index", "pixel_0_0"]
-    assert frame["train_index"].tolist() == res.kept.tolist()
+    assert list(frame.columns[:2]) == ["id", "pixel_0_0"]
+    # the user's row ids of the kept rows (here positions in the data before splitting)
+    assert frame["id"].tolist() == res.dataset.ids_train.tolist()
     pixels = frame[list(ds.feature_names)].to_numpy()
     # Original units: digits' pixels are whole numbers 0..16 again.
     np.testing.assert_array_equal(pixels, np.round(pixels))

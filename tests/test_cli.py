@@ -45,7 +45,7 @@ def printed(name: str, stdout: str) -> float:
 
 
 def first_listed_index(stdout: str) -> int:
-    """Training index in the first row (rank 1) of the lowest-values table."""
+    """Row id in the first row (rank 1) of the lowest-values table."""
     match = re.search(r"^\s+1\s+(\d+)\s", stdout, re.MULTILINE)
     assert match, stdout
     return int(match.group(1))
@@ -102,7 +102,7 @@ def test_value_saves_what_the_api_computes(valued):
     det = noisy_detection(result.values, ds.noisy_indices)
     assert printed("AUC", proc.stdout) == pytest.approx(det["auc"], abs=5e-4)
     assert printed("F1 (k-means)", proc.stdout) == pytest.approx(det["f1_kmeans"], abs=5e-4)
-    assert first_listed_index(proc.stdout) == result.ranking(ascending=True)[0]
+    assert first_listed_index(proc.stdout) == result.ids[result.ranking(ascending=True)[0]]
     assert "breast_cancer" in proc.stdout
 
 
@@ -181,7 +181,7 @@ def test_demo_runs_and_reports_detection(tmp_path):
     det = noisy_detection(result.values, ds.noisy_indices)
     assert printed("AUC", proc.stdout) == pytest.approx(det["auc"], abs=5e-4)
     assert det["auc"] > 0.8  # Data-OOB finds flipped labels on breast_cancer even with 50 trees
-    assert first_listed_index(proc.stdout) == result.ranking(ascending=True)[0]
+    assert first_listed_index(proc.stdout) == result.ids[result.ranking(ascending=True)[0]]
     for name in ("values.png", "detection.png"):
         assert (out / name).read_bytes()[:8] == PNG_MAGIC
     assert str(out) in proc.stdout
@@ -347,7 +347,7 @@ def test_clean_fix_and_report_end_to_end(tmp_path):
     cleaned = dv.Dataset.load(out / "cleaned_dataset.npz")
     assert cleaned.n_train == ds.n_train - 108 and len(cleaned.noisy_indices) == 108 - 97
     rows = pd.read_csv(out / "cleaned_train.csv")
-    assert len(rows) == cleaned.n_train and "train_index" in rows
+    assert len(rows) == cleaned.n_train and "id" in rows
 
     rankings = ["self-influence", "loss", "random"] if _has_torch() else ["loss", "random"]
     proc = run("fix", out, "--rankings", ",".join(rankings), "--quiet")

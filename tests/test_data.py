@@ -203,3 +203,24 @@ def test_dataset_save_load_round_trip(tmp_path):
         np.testing.assert_array_equal(getattr(back, attr), getattr(ds, attr))
     assert back.class_names == ds.class_names and back.image_shape == (8, 8)
     assert back.fingerprint() == ds.fingerprint()
+
+
+def test_ids_and_the_table_encoding_survive_save_and_load(tmp_path):
+    import pandas as pd
+
+    frame = pd.DataFrame({"plan": ["a", "b", "a", "c"] * 10, "x": np.arange(40.0)},
+                         index=[f"cust-{i}" for i in range(40)])
+    y = np.array(["no", "yes"] * 20)
+    ds = dv.Dataset.from_arrays(frame, y, random_state=0)
+    assert set(ds.ids_train) | set(ds.ids_valid) | set(ds.ids_test) == set(frame.index)
+    ds.save(tmp_path / "d.npz")
+    back = dv.Dataset.load(tmp_path / "d.npz")
+    for split in ("train", "valid", "test"):
+        np.testing.assert_array_equal(getattr(back, f"ids_{split}"), getattr(ds, f"ids_{split}"))
+    assert back.source_columns == ("plan", "x") and back.fingerprint() == ds.fingerprint()
+    # New rows are encoded like the training rows (an unseen level counts as the dropped one).
+    new = pd.DataFrame({"plan": ["b", "zzz"], "x": [1.0, 2.0]})
+    out = ds.transform(new)
+    assert out.shape == (2, ds.n_features) and np.isfinite(out).all()
+    with pytest.raises(InvalidParameterError, match="preprocessor"):
+        back.transform(new)

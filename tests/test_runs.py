@@ -174,8 +174,8 @@ def _check_consistent(folder: Path) -> str:
     """Load the folder: 'ok' for a consistent result, 'refused' for a clear error."""
     try:
         r = dv.ValuationResult.load(folder)
-    except DatavalueError:
-        return "refused"
+    except DatavalueError as exc:
+        return f"refused: {exc}"
     fill = r.values[0]
     assert np.all(r.values == fill) and np.all(r.stderr == fill)
     assert np.all(r.counts == len(r))
@@ -203,7 +203,9 @@ def test_sigkill_at_random_moments_never_leaves_a_mixed_run(tmp_path):
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
         outcomes.append(_check_consistent(out))
-    assert outcomes.count("ok") >= 1  # most kills land between saves; all are consistent
+    # Most kills land between saves: the run loads; a kill inside a save gives a clear error.
+    assert outcomes.count("ok") >= 1, outcomes
+    assert all(o == "ok" or "incomplete" in o for o in outcomes), outcomes
     # A killed writer's leftovers never block the next one.
     _result(3, 7.0).save(out)
     assert dv.ValuationResult.load(out) == _result(3, 7.0)

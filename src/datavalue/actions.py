@@ -179,21 +179,33 @@ class CleanResult:
         })
 
     def save(self, directory: str | os.PathLike, *,
-             based_on: dict[str, Any] | None = None) -> dict[str, Path]:
-        """Write ``cleaned_dataset.npz`` (:meth:`Dataset.load` reads it), ``cleaned_train.csv``
-        (the training rows in the data's original units, with their original index, value and,
-        in "weight" mode, ``sample_weight``), ``clean_curve.csv``, ``clean.json`` and
-        ``clean.png``."""
+             based_on: dict[str, Any] | None = None, source: Any = None) -> dict[str, Path]:
+        """Write ``cleaned_dataset.npz`` (:meth:`Dataset.load` reads it), ``cleaned_train.csv``,
+        ``clean_curve.csv``, ``clean.json`` and ``clean.png``.
+
+        ``cleaned_train.csv`` holds the kept training rows. With ``source`` (the user's own
+        table, a DataFrame indexed by the row ids) they are written in the user's columns and
+        format, as read (plus ``sample_weight`` in "weight" mode); otherwise as the encoded
+        features in the data's original units, with the row ``id``, label and value.
+        """
         from .runs import RunWriter
 
         d = Path(directory)
         ds = self.dataset
         names = {"dataset": "cleaned_dataset.npz", "train_csv": "cleaned_train.csv",
                  "curve": "clean_curve.csv", "summary": "clean.json", "figure": "clean.png"}
-        frame = pd.DataFrame(_raw(ds, ds.x_train), columns=list(ds.feature_names))
-        frame.insert(0, "train_index", self.kept)
-        frame["label"] = [ds.label_name(v.item()) for v in ds.y_train]
-        frame["value"] = self.values[self.kept]
+        if source is not None:
+            missing = [i for i in ds.ids_train if i not in source.index]
+            if missing:
+                raise InvalidDataError(
+                    f"The source table lacks rows with ids {missing[:5]} of the cleaned data."
+                )
+            frame = source.loc[list(ds.ids_train)].copy()
+        else:
+            frame = pd.DataFrame(_raw(ds, ds.x_train), columns=list(ds.feature_names))
+            frame.insert(0, "id", ds.ids_train)
+            frame["label"] = [ds.label_name(v.item()) for v in ds.y_train]
+            frame["value"] = self.values[self.kept]
         with RunWriter(d, what="The 'clean' output folder", based_on=based_on) as w:
             ds.save(w.path(names["dataset"]))
             if self.sample_weight is not None:
@@ -503,7 +515,8 @@ class FixResult:
                 )
             idx = self.orders[name][:k]
             frames.append(pd.DataFrame({
-                "ranking": name, "position": np.arange(1, idx.size + 1), "index": idx,
+                "ranking": name, "position": np.arange(1, idx.size + 1),
+                "id": dataset.ids_train[idx], "index": idx,
                 "label": [dataset.label_name(dataset.y_train[i].item()) for i in idx],
                 "flipped": mask[idx], "priority": self.priorities[name][idx],
             }))

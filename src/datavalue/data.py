@@ -657,9 +657,12 @@ class Dataset:
             "class_names": None if self.class_names is None else list(self.class_names),
             "name": self.name,
             "image_shape": None if self.image_shape is None else list(self.image_shape),
+            "source_columns": list(self.source_columns),
         }
         arrays = {f"{k}_{s}": getattr(self, f"{k}_{s}") for s in _SPLITS for k in ("x", "y")}
         arrays["noisy_indices"] = self.noisy_indices
+        for split in _SPLITS:
+            arrays[f"ids_{split}"] = getattr(self, f"ids_{split}")
         if self.feature_mean is not None:
             arrays["feature_mean"] = self.feature_mean
             arrays["feature_scale"] = self.feature_scale
@@ -693,6 +696,7 @@ class Dataset:
                 class_names=None if meta["class_names"] is None else tuple(meta["class_names"]),
                 name=meta["name"],
                 image_shape=None if meta["image_shape"] is None else tuple(meta["image_shape"]),
+                source_columns=tuple(meta.get("source_columns", ())),
             )
         except FileNotFoundError:
             raise
@@ -845,6 +849,7 @@ def load_dataset(
     standardize: bool = True,
     target: str | None = None,
     missing: str = "error",
+    id_column: str | None = None,
 ) -> Dataset:
     """Load a built-in data set or a file, split it, standardize it, and optionally corrupt it.
 
@@ -875,7 +880,11 @@ def load_dataset(
         Target column of a CSV file.
     missing : {"error", "impute"}
         What to do with missing values in a CSV file (see :meth:`Dataset.from_csv`).
+    id_column : str or None
+        Column of unique row ids of a CSV file (default: ids are line numbers).
     """
+    if id_column is not None and not str(name).lower().endswith(".csv"):
+        raise InvalidParameterError("'id_column' applies to CSV files only.")
     if not isinstance(noise_rate, int | float) or isinstance(noise_rate, bool) or not (
         0.0 <= noise_rate < 1.0
     ):
@@ -929,7 +938,7 @@ def load_dataset(
                     "A CSV file needs the name of its target column: pass 'target' "
                     "(--target on the command line)."
                 )
-            ds = Dataset.from_csv(path, target, missing=missing, **split)
+            ds = Dataset.from_csv(path, target, missing=missing, id_column=id_column, **split)
             if n_samples is not None:
                 raise InvalidParameterError("'n_samples' is not supported for CSV files yet.")
         elif path.suffix and not path.exists():

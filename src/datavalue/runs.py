@@ -122,6 +122,24 @@ def _write_manifest(d: Path, state: str, files: dict[str, Any]) -> None:
     atomic_write_bytes(d / MANIFEST, (json.dumps(manifest, indent=2) + "\n").encode("utf-8"))
 
 
+def _prepared_manifest(d: Path, state: str, files: dict[str, Any]) -> Path:
+    """A manifest written and synced to a temporary file in ``d``, for ``os.replace``."""
+    from . import __version__
+
+    manifest = {
+        "schema": SCHEMA, "version": SCHEMA_VERSION, "state": state,
+        "library_version": __version__, "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "files": dict(sorted(files.items())),
+    }
+    fd, tmp = tempfile.mkstemp(dir=d, prefix=f"{_STAGING_PREFIX}manifest-", suffix=".json")
+    with os.fdopen(fd, "wb") as f:
+        f.write((json.dumps(manifest, indent=2) + "\n").encode("utf-8"))
+        f.flush()
+        os.fsync(f.fileno())
+    os.chmod(tmp, 0o644)
+    return Path(tmp)
+
+
 def _digest(data: bytes) -> dict[str, Any]:
     return {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
 
@@ -311,7 +329,10 @@ class RunWriter:
             check_output_folder(d, what=self.what, protect=self.protect)
             for entry in os.listdir(d):
                 if entry.startswith(_STAGING_PREFIX):  # left by a killed writer
-                    shutil.rmtree(d / entry, ignore_errors=True)
+                    if (d / entry).is_dir():
+                        shutil.rmtree(d / entry, ignore_errors=True)
+                    else:
+                        (d / entry).unlink(missing_ok=True)
             self._staging = Path(tempfile.mkdtemp(prefix=_STAGING_PREFIX, dir=d))
         except BaseException:
             self._lock.release()
@@ -390,22 +411,27 @@ class RunWriter:
         # 1. Mark the run as being written, naming every file that may change: a crash from here
         # on leaves a folder that readers refuse and the next writer may clean up.
         _write_manifest(d, "writing", {**old_files, **{n: None for n in new}})
-        # 2. Move the new files in, delete the old run's other files.
-        for name in new:
-            (d / name).parent.mkdir(parents=True, exist_ok=True)
-            os.replace(staging / name, d / name)
-        for name in remove:
-            try:
-                (d / name).unlink()
-            except FileNotFoundError:
-                pass
-        for parent in sorted({(d / n).parent for n in [*new, *remove]}):
-            _fsync_dir(parent)
-        # 3. Complete: the manifest with every checksum is written last.
         files = {} if self.replace else {n: v for n, v in old_files.items() if v is not None}
         files.update(self._staged)
-        _write_manifest(d, "complete", files)
-        _fsync_dir(d)
+        # 2. The final manifest is written and synced to disk beforehand, so the moment in which
+        # a kill leaves the run incomplete is a few renames long (not a few fsyncs).
+        final = _prepared_manifest(d, "complete", files)
+        try:
+            for name in new:
+                (d / name).parent.mkdir(parents=True, exist_ok=True)
+                os.replace(staging / name, d / name)
+            for name in remove:
+                try:
+                    (d / name).unlink()
+                except FileNotFoundError:
+                    pass
+            os.replace(final, d / MANIFEST)  # 3. complete
+        except BaseException:
+            if final.exists():
+                final.unlink()
+            raise
+        for parent in sorted({(d / n).parent for n in [*new, *remove]} | {d}):
+            _fsync_dir(parent)
 
 
 # ---------------------------------------------------------------------- reading

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import inspect
 import json
 import textwrap
@@ -10,7 +11,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from ..data import BUILTIN_DATASETS, Dataset, corrupt_features, corrupt_labels, load_dataset
+from ..data import BUILTIN_DATASETS, Dataset, load_dataset
 from ..exceptions import InvalidDataError, InvalidParameterError, UnknownNameError
 from ..models import MODELS
 from ..result import ValuationResult
@@ -182,6 +183,7 @@ def _load_data(
     seed: int = 0,
     impute: bool = False,
     train_size: float | int | None = None,
+    id_column: str | None = None,
 ) -> Dataset:
     if not 0.0 <= noise < 1.0:
         raise InvalidParameterError(
@@ -194,27 +196,13 @@ def _load_data(
         raise InvalidParameterError(f"The data file {data!r} (--data) does not exist.")
     if path.suffix.lower() == ".npz" and path.is_file() and not zipfile.is_zipfile(path):
         raise InvalidDataError(f"{data!r} (--data) is not an .npz archive (numpy.savez).")
-    if impute and path.suffix.lower() == ".csv" and target is not None:
-        # load_dataset has no 'missing' option yet: read the CSV here and corrupt it the same way.
-        if n_samples is not None:
-            raise InvalidParameterError("--n-samples is not supported for CSV files yet.")
-        ds = Dataset.from_csv(
-            path,
-            target,
-            missing="impute",
-            train_size=train_size,
-            valid_size=valid_size,
-            test_size=test_size,
-            random_state=seed,
-            standardize=True,
-        )
-        if noise > 0:
-            corrupt = corrupt_labels if noise_kind == "labels" else corrupt_features
-            ds = corrupt(ds, noise, random_state=seed)
-        return ds
+    if id_column is not None and path.suffix.lower() != ".csv":
+        raise InvalidParameterError("--id-column applies to CSV files only (--data FILE.csv).")
     return load_dataset(
         data,
         target=target,
+        missing="impute" if impute else "error",
+        id_column=id_column,
         noise_rate=noise,
         noise_kind=noise_kind,
         n_samples=n_samples,
@@ -242,7 +230,8 @@ def _fit(valuator: Any, ds: Dataset) -> ValuationResult:
         valuator.fit(ds.x_train, ds.y_train, ds.x_valid, ds.y_valid)
     else:
         valuator.fit(ds.x_train, ds.y_train)
-    return valuator.result_
+    # Keyed by the user's row ids (CSV id column or line numbers), not split positions.
+    return dataclasses.replace(valuator.result_, ids=ds.ids_train)
 
 
 def _progress(quiet: bool) -> bool | None:

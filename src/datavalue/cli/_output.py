@@ -24,10 +24,11 @@ def _lowest_table(
     """The ``k`` lowest-valued training examples as an aligned text table."""
     known = len(ds.noisy_indices) > 0
     mask = ds.noise_mask
-    rows = [("rank", "index", "value", "label") + ((word,) if known else ())]
+    rows = [("rank", "id", "value", "label") + ((word,) if known else ())]
     shown = result.ranking(ascending=True)[:k]
     for r, i in enumerate(shown, 1):
-        row = (str(r), str(i), f"{result.values[i]:.4g}", ds.label_name(ds.y_train[i].item()))
+        row = (str(r), str(result.ids[i]), f"{result.values[i]:.4g}",
+               ds.label_name(ds.y_train[i].item()))
         rows.append(row + (("yes" if mask[i] else "no",) if known else ()))
     widths = [max(len(row[c]) for row in rows) for c in range(len(rows[0]))]
     lines = [

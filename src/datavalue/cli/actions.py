@@ -105,6 +105,25 @@ def _run_model(args: argparse.Namespace, ds: Dataset, options: dict[str, Any]) -
     return make_model(name, ds.task, int(options.get("seed") or 0)), metric
 
 
+def _source_table(options: dict[str, Any]) -> Any:
+    """The user's CSV as read, indexed by the row ids the run used (its id column, else line
+    numbers), so cleaned rows are written in the user's own columns and format; None for other
+    data or when the file is gone."""
+    data = options.get("data")
+    if not data or not str(data).lower().endswith(".csv") or not Path(data).is_file():
+        return None
+    import numpy as np
+    import pandas as pd
+
+    frame = pd.read_csv(data)
+    id_column = options.get("id_column")
+    if id_column is not None and id_column in frame.columns:
+        frame.index = frame[id_column].to_numpy()
+    else:
+        frame.index = np.arange(2, len(frame) + 2)
+    return frame
+
+
 def _cmd_clean(args: argparse.Namespace) -> int:
     d = Path(args.dir)
     ds, result, options, base = load_run(d)
@@ -115,7 +134,7 @@ def _cmd_clean(args: argparse.Namespace) -> int:
                 model=model, metric=metric, fractions=args.fractions,
                 random_state=int(options.get("seed") or 0), n_jobs=args.n_jobs,
                 progress=_progress(args.quiet))
-    res.save(out, based_on=base if out == d else None)
+    res.save(out, based_on=base if out == d else None, source=_source_table(options))
     verb = "Dropped" if args.mode == "drop" else f"Down-weighted (to {args.weight:g})"
     print(f"Data:    {ds.describe()}")
     print(f"Values:  {result.method}; model {type(model).__name__}, test {metric} on "
@@ -164,7 +183,7 @@ def _cmd_fix(args: argparse.Namespace) -> int:
         options["data"], target=options.get("target"), noise=0.0,
         n_samples=options.get("n_samples"), valid_size=options.get("valid_size", 0.2),
         test_size=options.get("test_size", 0.2), seed=int(options.get("seed") or 0),
-        impute=bool(options.get("impute")),
+        impute=bool(options.get("impute")), id_column=options.get("id_column"),
     )
     res = fix(ds, clean_ds, values=result, rankings=rankings, model=model, metric=metric,
               fractions=args.fractions, random_state=int(options.get("seed") or 0),

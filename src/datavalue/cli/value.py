@@ -72,6 +72,13 @@ def add_parser(sub: Any, fmt: Any) -> argparse.ArgumentParser:
     )
     g.add_argument("--target", metavar="COL", help="name of the target column of a CSV file.")
     g.add_argument(
+        "--id-column",
+        metavar="COL",
+        help="column of a CSV file with a unique id per row (customer number, ...): every "
+        "output (values.csv, review.csv, cleaned_train.csv, the report) names rows by it. "
+        "Default: the row's line number in the file (the header is line 1).",
+    )
+    g.add_argument(
         "--noise",
         type=float,
         default=0.0,
@@ -285,6 +292,7 @@ def _cmd_value(args: argparse.Namespace) -> int:
         test_size=args.test_size,
         seed=args.seed,
         impute=args.impute,
+        id_column=args.id_column,
     )
     if args.metric is not None:
         resolve_metric(args.metric, ds.task)  # a regression metric on labels fails here, early

@@ -65,13 +65,14 @@ def _examples_html(ds: Dataset, values: np.ndarray, k: int) -> str:
                        ("Most helpful: the highest values", order[::-1][:k])):
         out.append(f"<h3>{h.esc(title)}</h3>")
         if is_image(ds):
-            captions = [[f"#{i}  value {values[i]:.3g}",
+            captions = [[f"#{ds.ids_train[i]}  value {values[i]:.3g}",
                          f"label {ds.label_name(ds.y_train[i].item())}"]
                         + ([word] if known and mask[i] else []) for i in idx]
             out.append(cards(ds, ds.x_train[idx], captions, flags=mask[idx], alt=title))
         else:
             cols: dict[str, list] = {
-                "rank": list(range(1, len(idx) + 1)), "index": [int(i) for i in idx],
+                "rank": list(range(1, len(idx) + 1)),
+                "id": [ds.ids_train[i].item() for i in idx],
                 "value": [float(values[i]) for i in idx],
                 "label": [ds.label_name(ds.y_train[i].item()) for i in idx],
             }
