@@ -141,6 +141,8 @@ def validate_params(owner: str, params: dict[str, Any], constraints: dict[str, l
         value = params[name]
         if not any(_accepts(c, value) for c in allowed):
             must = " or ".join(_describe(c) for c in allowed)
+            hints = [c.hint(value) for c in allowed if hasattr(c, "hint")]
+            must += "".join(f" {h}" for h in hints if h)
             # A wrong model is a model error (TypeError), whatever else the parameter allows.
             error = InvalidModelError if "estimator" in allowed else InvalidParameterError
             raise error(

@@ -124,6 +124,14 @@ class MetricNames:
     def __str__(self) -> str:
         return f"one of {', '.join(METRICS)} or a scikit-learn scorer name"
 
+    def hint(self, value: Any) -> str:
+        import difflib
+
+        if not isinstance(value, str):
+            return ""
+        close = difflib.get_close_matches(value, [*METRICS, *_sklearn_scorer_names()], n=1)
+        return f"(Did you mean {close[0]!r}?)" if close else ""
+
 
 METRIC_NAMES = MetricNames()
 
