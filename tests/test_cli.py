@@ -328,7 +328,7 @@ def test_clean_fix_and_report_end_to_end(tmp_path):
 
     out = tmp_path / "digits"
     assert_ok(run("value", "--data", "digits", "--noise", "0.1", "--method", "data-oob",
-                  "--n-estimators", "200", "--quiet", "--out", out))
+                  "--n-estimators", "200", "--valid-size", "0.2", "--quiet", "--out", out))
     proc = run("clean", out, "--fraction", "0.1", "--quiet")
     assert_ok(proc)
     summary = json.loads((out / "clean.json").read_text())

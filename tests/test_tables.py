@@ -262,3 +262,82 @@ def test_table_imputation_uses_training_rows_only():
     assert np.all(filled == np.median(train_values)) and np.median(train_values) < 1e3
     with pytest.raises(InvalidDataError, match="missing values.*impute"):
         dv.Dataset.from_arrays(frame, y, random_state=0)
+
+
+# ---------------------------------------------------------------------- the command line
+@pytest.fixture(scope="module")
+def telco_csv(telco, tmp_path_factory) -> Path:
+    """The raw table with a customer id column, 600 customers."""
+    rows = telco.sample(600, random_state=0).reset_index(drop=True)
+    rows.insert(0, "customer_id", [f"C{7000 + 13 * i:05d}" for i in range(len(rows))])
+    path = tmp_path_factory.mktemp("telco") / "customers.csv"
+    rows.to_csv(path, index=False)
+    return path
+
+
+def _cli(capsys, *argv):
+    from datavalue import cli
+
+    code = cli.main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    return out
+
+
+@pytest.mark.slow
+def test_cli_outputs_are_keyed_by_the_files_ids(telco_csv, tmp_path, capsys):
+    out = tmp_path / "run"
+    printed = _cli(capsys, "value", "--data", telco_csv, "--target", "churn", "--id-column",
+                   "customer_id", "--impute", "--noise", "0.1", "--n-estimators", "50",
+                   "--quiet", "--out", out)
+    source = pd.read_csv(telco_csv)
+    values = pd.read_csv(out / "values.csv")
+    ds = dv.Dataset.load(out / "dataset.npz")
+    # Data-OOB needs no validation split: every row outside the test split is valued.
+    assert ds.n_valid == 0 and len(values) == ds.n_train == 600 - ds.n_test
+    valued = printed.split("Valued:")[1].splitlines()[0]
+    assert f"{ds.n_train} of 600 rows" in valued and "validation" not in valued
+    assert f"{ds.n_test} test rows" in valued
+    assert values["id"].is_unique and set(values["id"]) <= set(source["customer_id"])
+    assert set(values["id"]) | set(ds.ids_test) == set(source["customer_id"])
+    # a row's value can be found by its id, and is the value of that customer's row
+    result = dv.ValuationResult.load(out)
+    some = values.sample(5, random_state=0)
+    for cid, v in zip(some["id"], some["value"], strict=True):
+        i = list(result.ids).index(cid)
+        assert result.values[i] == v
+    lowest = values.sort_values("value")["id"].iloc[0]
+    assert lowest in printed  # the table of lowest values names customers by id
+
+    _cli(capsys, "fix", out, "--rankings", "loss", "--fractions", "0.1", "--quiet")
+    review = pd.read_csv(out / "review.csv")
+    for ranking, part in review.groupby("ranking"):
+        assert part["id"].is_unique and set(part["id"]) == set(values["id"]), ranking
+
+    _cli(capsys, "clean", out, "--fractions", "0.05", "--quiet")
+    cleaned = pd.read_csv(out / "cleaned_train.csv")
+    assert list(cleaned.columns) == list(source.columns)  # the user's own columns
+    kept = source.set_index("customer_id").loc[cleaned["customer_id"]]
+    pd.testing.assert_frame_equal(cleaned.set_index("customer_id"), kept, check_dtype=False)
+
+    _cli(capsys, "report", out, "--quiet")
+    html = (out / "report.html").read_text()
+    assert lowest in html
+
+
+@pytest.mark.slow
+def test_cli_cross_fit_values_every_non_test_row(telco_csv, tmp_path, capsys):
+    out = tmp_path / "knn"
+    printed = _cli(capsys, "value", "--data", telco_csv, "--target", "churn", "--id-column",
+                   "customer_id", "--impute", "--method", "knn-shapley", "--cross-fit", "3",
+                   "--quiet", "--out", out)
+    ds = dv.Dataset.load(out / "dataset.npz")
+    result = dv.ValuationResult.load(out)
+    assert ds.n_valid == 0 and len(result) == ds.n_train == 600 - ds.n_test
+    assert result.params["cross_fit"] == 3 and "cross-fitted" in printed
+    # Without --cross-fit the method holds out a validation split and says so.
+    out2 = tmp_path / "knn2"
+    printed = _cli(capsys, "value", "--data", telco_csv, "--target", "churn", "--impute",
+                   "--method", "knn-shapley", "--quiet", "--out", out2)
+    assert "validation rows (the method scores its models on them)" in printed
+    assert "--cross-fit K" in printed

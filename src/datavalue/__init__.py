@@ -43,6 +43,7 @@ from .valuation import (
     RandomValuation,
     TMCShapley,
     Valuator,
+    cross_fit,
     stopping,
 )
 
@@ -61,6 +62,7 @@ __all__ = [
     "METHODS",
     "make_valuator",
     "Valuator",
+    "cross_fit",
     "DataOOB",
     "DVRL",
     "KNNShapley",

@@ -97,6 +97,9 @@ def _as_table(X: Any, feature_names: Any) -> Any:
 def _encode(preprocessor: Any, frame: Any) -> np.ndarray:
     import warnings
 
+    if len(frame) == 0:  # an empty split (valid_size=0): scikit-learn refuses zero rows
+        return np.zeros((0, len(preprocessor.get_feature_names_out())))
+
     with warnings.catch_warnings():
         # Unknown levels of validation/test rows are encoded as the dropped (most frequent)
         # level, on purpose; scikit-learn warns about each.

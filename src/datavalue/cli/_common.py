@@ -214,9 +214,9 @@ def _load_data(
 
 
 def _needs_validation(valuator: Any) -> bool:
-    """Whether the method's ``fit`` requires validation data (x_valid has no default)."""
-    param = inspect.signature(type(valuator).fit).parameters.get("x_valid")
-    return param is not None and param.default is inspect.Parameter.empty
+    """Whether the method (a class or an instance) needs validation data."""
+    cls = valuator if isinstance(valuator, type) else type(valuator)
+    return bool(getattr(cls, "needs_validation", True))
 
 
 def _fit(valuator: Any, ds: Dataset) -> ValuationResult:

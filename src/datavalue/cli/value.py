@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from ._common import (
     _fit,
     _listing,
     _load_data,
+    _needs_validation,
     _parse_params,
     _progress,
     _seed,
@@ -102,9 +104,20 @@ def add_parser(sub: Any, fmt: Any) -> argparse.ArgumentParser:
     g.add_argument(
         "--valid-size",
         type=_size,
-        default=0.2,
+        default=None,
         metavar="F",
-        help="validation split: a fraction of all rows or a count. Default: 0.2.",
+        help="validation split: a fraction of all rows or a count. Its rows score the models "
+        "of methods that need one (loo, the Shapley family, knn-shapley, dvrl, ...) and get no "
+        "value. Default: 0.2 for those methods, 0 for the others (data-oob, random, "
+        "self-influence), which then value every row outside the test split.",
+    )
+    g.add_argument(
+        "--cross-fit",
+        type=int,
+        metavar="K",
+        help="value every row outside the test split with a method that needs validation "
+        "data: the rows are split into K folds and each fold is valued against the other K-1 "
+        "(see datavalue.cross_fit). Incompatible with --valid-size and --checkpoint.",
     )
     g.add_argument(
         "--test-size",
@@ -265,6 +278,24 @@ def _method_params(args: argparse.Namespace, task: str, extra: dict[str, Any]) -
     return params
 
 
+def _valued_line(args: argparse.Namespace, ds: Any, needs_valid: bool) -> str:
+    """Which rows got a value, and which were held out and why."""
+    n_all = ds.n_train + ds.n_valid + ds.n_test
+    parts = [f"{ds.n_train} of {n_all} rows"]
+    if args.cross_fit is not None:
+        parts.append(f"(cross-fitted: {args.cross_fit} folds, each valued against the others)")
+    if ds.n_valid:
+        why = ("the method scores its models on them" if needs_valid
+               else f"{args.method} does not use them")
+        parts.append(f"; held out: {ds.n_valid} validation rows ({why})")
+    if ds.n_test:
+        parts.append(f"{';' if not ds.n_valid else ','} {ds.n_test} test rows (for 'evaluate' "
+                     "and 'clean'; --test-size 0 values them too)")
+    if needs_valid and args.cross_fit is None:
+        parts.append(". --cross-fit K values the validation rows as well")
+    return " ".join(parts).replace(" ;", ";").replace(" ,", ",").replace(" .", ".")
+
+
 def _method_line(result: ValuationResult) -> str:
     shown = {k: v for k, v in result.params.items() if v is not None and k not in ("progress",)}
     params = ", ".join(f"{k}={v}" for k, v in shown.items())
@@ -282,13 +313,32 @@ def _cmd_value(args: argparse.Namespace) -> int:
     if args.checkpoint is not None:
         check_writable_file(args.checkpoint, what="--checkpoint")
     extra = _parse_params(args.method, args.param)
+    needs_valid = _needs_validation(METHODS[args.method])
+    if args.cross_fit is not None:
+        if args.cross_fit < 2:
+            raise InvalidParameterError(f"--cross-fit must be a number of folds >= 2. Got "
+                                        f"{args.cross_fit}.")
+        if not needs_valid:
+            raise InvalidParameterError(
+                f"--cross-fit does not apply to {args.method!r}: it needs no validation data and "
+                "already values every row outside the test split."
+            )
+        if args.valid_size not in (None, 0):
+            raise InvalidParameterError("--cross-fit uses every non-test row; drop --valid-size.")
+        if args.checkpoint is not None:
+            raise InvalidParameterError("--cross-fit runs the method once per fold: it cannot "
+                                        "share one --checkpoint.")
+    valid_size = args.valid_size
+    if valid_size is None:
+        valid_size = 0.2 if needs_valid and args.cross_fit is None else 0
+    args.valid_size = valid_size  # recorded in run.json as used
     ds = _load_data(
         args.data,
         target=args.target,
         noise=args.noise,
         noise_kind=args.noise_kind,
         n_samples=args.n_samples,
-        valid_size=args.valid_size,
+        valid_size=valid_size,
         test_size=args.test_size,
         seed=args.seed,
         impute=args.impute,
@@ -304,7 +354,14 @@ def _cmd_value(args: argparse.Namespace) -> int:
         raise InvalidParameterError(f"--budget must be a positive number of samples. Got {args.budget}.")
     params = _method_params(args, ds.task, extra)
     valuator = make_valuator(args.method, **params)
-    result = _fit(valuator, ds)
+    if args.cross_fit is not None:
+        from ..valuation import cross_fit
+
+        result = dataclasses.replace(
+            cross_fit(valuator, ds.x_train, ds.y_train, n_folds=args.cross_fit,
+                      random_state=args.seed), ids=ds.ids_train)
+    else:
+        result = _fit(valuator, ds)
 
     options = {k: v for k, v in vars(args).items() if k not in ("func", "command", "argv")}
     out = Path(args.out)
@@ -314,6 +371,7 @@ def _cmd_value(args: argparse.Namespace) -> int:
     word = "flipped" if args.noise_kind == "labels" and ds.task == "classification" else "corrupted"
     print(f"Data:    {ds.describe()}")
     print(f"Method:  {_method_line(result)}")
+    print(f"Valued:  {_valued_line(args, ds, needs_valid)}")
     print(f"\nThe {_N_SHOWN} lowest-valued training examples (most likely harmful):")
     print(_lowest_table(ds, result, word))
     det = _detection(result.values, ds)

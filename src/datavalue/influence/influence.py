@@ -800,6 +800,7 @@ class SelfInfluenceValuation(_InfluenceValuator):
     """
 
     method_name: ClassVar[str] = "self-influence"
+    needs_validation: ClassVar[bool] = False
 
     def fit(
         self, x_train: Any, y_train: Any, x_valid: Any = None, y_valid: Any = None

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from .base import Valuator
+from .crossfit import cross_fit
 from .data_oob import DataOOB
 from .dvrl import DVRL
 from .exact import ExactBanzhaf, ExactBetaShapley, ExactShapley
@@ -34,6 +35,7 @@ __all__ = [
     "ExactBanzhaf",
     "ExactBetaShapley",
     "make_valuator",
+    "cross_fit",
 ]
 
 

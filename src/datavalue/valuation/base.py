@@ -71,6 +71,8 @@ class Valuator(BaseEstimator):
     """
 
     method_name: ClassVar[str] = "valuator"
+    #: Whether ``fit`` needs validation data (the rows it scores models on get no value).
+    needs_validation: ClassVar[bool] = True
     _parameter_constraints: ClassVar[dict[str, list]] = {}
 
     # ------------------------------------------------------------------ helpers for fit

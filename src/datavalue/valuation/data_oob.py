@@ -346,6 +346,7 @@ class DataOOB(Valuator):
     """
 
     method_name: ClassVar[str] = "data-oob"
+    needs_validation: ClassVar[bool] = False
     _parameter_constraints: ClassVar[dict[str, list]] = {
         "n_estimators": [Interval(int, 1, None)],
         "model": ["any"],  # checked in fit, with InvalidModelError

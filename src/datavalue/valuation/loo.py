@@ -118,6 +118,7 @@ class RandomValuation(Valuator):
     """
 
     method_name: ClassVar[str] = "random"
+    needs_validation: ClassVar[bool] = False
     _parameter_constraints: ClassVar[dict[str, list]] = {"random_state": ["random_state"]}
 
     def __init__(self, random_state: int | None = 0) -> None:
