@@ -288,8 +288,8 @@ class FitData:
         from sklearn.base import clone
 
         try:
-            prep = clone(preprocessor).fit(self.x_train)
-            xt = _dense_float(prep.transform(self.x_train), "x_train")
+            prep = clone(preprocessor)
+            xt = _dense_float(prep.fit_transform(self.x_train), "x_train")  # one pass
             xv = None if self.x_valid is None else _dense_float(prep.transform(self.x_valid),
                                                                  "x_valid")
         except InvalidDataError:
@@ -318,41 +318,166 @@ def _dense_float(x: Any, name: str) -> np.ndarray:
 def default_preprocessor(x: Any) -> Any:
     """What methods that need numbers apply to other data, fitted on the training rows:
 
-    - DataFrame: numeric and boolean columns median-imputed and standardized; every other
-      column (text, categories) most-frequent-imputed and one-hot encoded, unknown categories
-      of new rows ignored (all zeros);
-    - numeric array with missing values: median-imputed and standardized;
-    - array of text: one-hot encoded; sparse matrix: densified.
+    - DataFrame: a ``ColumnTransformer`` whose numeric and boolean columns are median-imputed
+      and standardized (:class:`MedianScaler`) and whose other columns (text, categories) are
+      one-hot encoded (:class:`OneHot`: a missing or unknown level is all zeros);
+    - numeric array with missing values: :class:`MedianScaler`;
+    - array of text: :class:`OneHot`; sparse matrix: densified.
     """
     from sklearn.compose import ColumnTransformer
-    from sklearn.impute import SimpleImputer
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
-
-    def numbers():
-        return make_pipeline(SimpleImputer(strategy="median"), StandardScaler())
-
-    def categories():
-        return make_pipeline(
-            SimpleImputer(strategy="most_frequent", missing_values=np.nan),
-            OneHotEncoder(handle_unknown="ignore", sparse_output=False),
-        )
+    from sklearn.preprocessing import FunctionTransformer
 
     if _is_frame(x):
         num = [c for c in x.columns if x[c].dtype.kind in "fiub"]
         cat = [c for c in x.columns if c not in num]
         parts = []
         if num:
-            parts.append(("numbers", numbers(), num))
+            parts.append(("numbers", MedianScaler(), num))
         if cat:
-            parts.append(("categories", categories(), cat))
+            parts.append(("categories", OneHot(), cat))
         return ColumnTransformer(parts, sparse_threshold=0.0)
     if _is_sparse(x):
-        return FunctionTransformer(lambda a: a.toarray(), accept_sparse=True)
+        return FunctionTransformer(_densify, accept_sparse=True)
     arr = np.asarray(x)
     if arr.dtype.kind in "fiub":
-        return numbers()
-    return categories()
+        return MedianScaler()
+    return OneHot()
+
+
+def _densify(a: Any) -> np.ndarray:
+    return a.toarray()
+
+
+def _columns(x: Any) -> list[Any]:
+    if _is_frame(x):
+        return [x.iloc[:, j] for j in range(x.shape[1])]
+    arr = np.asarray(x)
+    return [arr[:, j] for j in range(arr.shape[1])]
+
+
+def _as_text(col: np.ndarray) -> Any:
+    """A column as a pandas Series of text with missing values kept missing (a column mixing
+    1 and "1" has the one level "1")."""
+    import pandas as pd
+
+    series = col if isinstance(col, pd.Series) else pd.Series(col)
+    if pd.api.types.is_string_dtype(series) and not series.dtype == object:
+        return series
+    return series.astype(str).where(series.notna())
+
+
+def _names_in(est: Any, x: Any) -> None:
+    est.n_features_in_ = int(x.shape[1])
+    if _is_frame(x):
+        est.feature_names_in_ = np.asarray([str(c) for c in x.columns], dtype=object)
+
+
+# Hand-written instead of SimpleImputer + StandardScaler and SimpleImputer + OneHotEncoder:
+# measured on 50,000 rows x (20 numeric + 10 text columns), fit + transform took 0.79 s with
+# those, 0.10 s with these (pandas' hash-based factorisation instead of sorting Python
+# objects), which is what kept valuing a DataFrame within 1.1x of valuing the encoded array.
+class MedianScaler:
+    """Impute each numeric column with its training median, then standardize it with the
+    training mean and standard deviation (constant columns are only centred)."""
+
+    def get_params(self, deep: bool = True) -> dict:
+        return {}
+
+    def set_params(self, **params: Any) -> MedianScaler:
+        return self
+
+    def fit(self, x: Any, y: Any = None) -> MedianScaler:
+        a = np.asarray(x, dtype=np.float64)
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # an all-missing column
+            self.median_ = np.nan_to_num(np.nanmedian(a, axis=0))
+        filled = np.where(np.isnan(a), self.median_, a)
+        self.mean_ = filled.mean(axis=0)
+        std = filled.std(axis=0)
+        self.scale_ = np.where(std > 0, std, 1.0)
+        _names_in(self, x)
+        return self
+
+    def transform(self, x: Any) -> np.ndarray:
+        a = np.asarray(x, dtype=np.float64)
+        return (np.where(np.isnan(a), self.median_, a) - self.mean_) / self.scale_
+
+    def fit_transform(self, x: Any, y: Any = None) -> np.ndarray:
+        return self.fit(x).transform(x)
+
+    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
+        names = getattr(self, "feature_names_in_", None)
+        if input_features is not None:
+            names = input_features
+        if names is None:
+            names = [f"x{i}" for i in range(self.n_features_in_)]
+        return np.asarray([str(n) for n in names], dtype=object)
+
+
+class OneHot:
+    """One indicator column per level seen in the training rows (compared as text); a missing
+    value or a level not seen in training is all zeros."""
+
+    def get_params(self, deep: bool = True) -> dict:
+        return {}
+
+    def set_params(self, **params: Any) -> OneHot:
+        return self
+
+    def fit(self, x: Any, y: Any = None) -> OneHot:
+        import pandas as pd
+
+        self.categories_ = []
+        for col in _columns(x):
+            seen = _as_text(col).dropna()
+            self.categories_.append(np.sort(pd.unique(seen).astype(str)))
+        _names_in(self, x)
+        return self
+
+    def transform(self, x: Any) -> np.ndarray:
+        import pandas as pd
+
+        cols = _columns(x)
+        widths = [len(c) for c in self.categories_]
+        out = np.zeros((len(cols[0]) if cols else 0, sum(widths)))
+        start = 0
+        for col, cats, w in zip(cols, self.categories_, widths, strict=True):
+            codes = pd.Categorical(_as_text(col), categories=cats).codes
+            rows = np.flatnonzero(codes >= 0)
+            out[rows, start + codes[rows]] = 1.0
+            start += w
+        return out
+
+    def fit_transform(self, x: Any, y: Any = None) -> np.ndarray:
+        """Fit and encode the training rows in one pass (one sorted factorisation per column,
+        no second lookup of the levels)."""
+        import pandas as pd
+
+        codes, self.categories_ = [], []
+        for col in _columns(x):
+            c, levels = pd.factorize(_as_text(col), sort=True)
+            codes.append(c)
+            self.categories_.append(np.asarray(levels, dtype=str))
+        _names_in(self, x)
+        widths = [len(c) for c in self.categories_]
+        out = np.zeros((len(codes[0]) if codes else 0, sum(widths)))
+        start = 0
+        for c, w in zip(codes, widths, strict=True):
+            rows = np.flatnonzero(c >= 0)
+            out[rows, start + c[rows]] = 1.0
+            start += w
+        return out
+
+    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
+        names = getattr(self, "feature_names_in_", None)
+        if input_features is not None:
+            names = input_features
+        if names is None:
+            names = [f"x{i}" for i in range(self.n_features_in_)]
+        return np.asarray([f"{n}={c}" for n, cats in zip(names, self.categories_, strict=True)
+                           for c in cats], dtype=object)
 
 
 # ---------------------------------------------------------------------- the boundary
