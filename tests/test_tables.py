@@ -341,3 +341,21 @@ def test_cli_cross_fit_values_every_non_test_row(telco_csv, tmp_path, capsys):
                    "--method", "knn-shapley", "--quiet", "--out", out2)
     assert "validation rows (the method scores its models on them)" in printed
     assert "--cross-fit K" in printed
+
+
+def test_compare_and_evaluate_take_a_raw_table(telco):
+    """compare on (DataFrame, labels): split, encoded on each seed's training rows, corrupted,
+    valued and evaluated; the saved values carry the table's row ids."""
+    rows = telco.sample(300, random_state=4)
+    y = rows.pop("churn").to_numpy().astype(object)
+    from datavalue.compare import compare
+
+    cmp = compare((rows, y), methods=["data-oob", "knn-shapley"], seeds=[0], noise_rate=0.1,
+                  params={"data-oob": {"n_estimators": 30}}, fractions=[0.0, 0.1],
+                  load_options={"missing": "impute"}, progress=False)
+    assert set(cmp.table["method"]) == {"data-oob", "knn-shapley"}
+    assert (cmp.table["auc"] > 0.5).all()
+    ds = cmp.datasets[0]
+    assert set(ds.ids_train) <= set(rows.index)
+    for (_, _seed), result in cmp.results.items():
+        assert result.ids.tolist() == ds.ids_train.tolist()

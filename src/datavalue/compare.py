@@ -29,7 +29,7 @@ import numbers
 import os
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -241,15 +241,29 @@ def _dataset_for(data: Any, seed: int, noise_rate: float, noise_kind: str,
     if isinstance(data, str | os.PathLike):
         return load_dataset(data, noise_rate=noise_rate, noise_kind=noise_kind,
                             random_state=seed, **load_options)
+    if isinstance(data, tuple) and len(data) == 2:
+        # (X, y): arrays or a DataFrame with its labels, split and corrupted per seed like a
+        # named data set (a table is encoded on each seed's training rows).
+        from .data import corrupt_features, corrupt_labels
+
+        ds = Dataset.from_arrays(data[0], data[1], random_state=seed,
+                                 **{"standardize": True, **load_options})
+        if noise_rate > 0:
+            corrupt = corrupt_labels if noise_kind == "labels" else corrupt_features
+            ds = corrupt(ds, noise_rate, random_state=seed)
+        return ds
     raise InvalidParameterError(
         "The 'data' parameter must be a built-in name or a file path (loaded once per seed), "
-        f"a Dataset, or a callable seed -> Dataset. Got {type(data).__name__}."
+        "a tuple (X, y) of arrays or a DataFrame and its labels, a Dataset, or a callable "
+        f"seed -> Dataset. Got {type(data).__name__}."
     )
 
 
 def _data_name(data: Any) -> str:
     if isinstance(data, Dataset):
         return data.name
+    if isinstance(data, tuple):
+        return "table" if hasattr(data[0], "columns") else "arrays"
     if isinstance(data, str | os.PathLike):
         return Path(data).stem if Path(data).suffix else str(data)
     return getattr(data, "__name__", "custom")
@@ -493,10 +507,13 @@ def compare(
 
     Parameters
     ----------
-    data : str, path, Dataset or callable
+    data : str, path, (X, y), Dataset or callable
         A built-in name or a ``.npz``/``.csv`` path, loaded once per seed with
         ``dv.load_dataset(data, noise_rate=..., noise_kind=..., random_state=seed,
-        **load_options)``; or a ``Dataset`` (the same splits for every seed; only the methods'
+        **load_options)``; or ``(X, y)``, arrays or a DataFrame (text columns, missing values
+        with ``load_options={"missing": "impute"}``) and labels, split with
+        ``Dataset.from_arrays(X, y, random_state=seed, standardize=True, **load_options)`` and
+        corrupted per seed; or a ``Dataset`` (the same splits for every seed; only the methods'
         seeds change); or ``seed -> Dataset``.
     methods : list of str, comma-separated str, or None
         Names in :data:`datavalue.METHODS`. Default: :func:`default_methods` (every registered
@@ -674,7 +691,7 @@ def _one(name, valuator, ds, seed, eval_model, metric, fraction_map, n_jobs, pro
         row.update(status="failed", error=" ".join(str(exc).split()), wall_time=float("nan"))
         row.update({c: float("nan") for c in (*DETECTION_COLUMNS, *CURVE_COLUMNS)})
         return row
-    result = valuator.result_
+    result = replace(valuator.result_, ids=ds.ids_train)  # the data's own row ids
     results[(name, seed)] = result
     output.result(name, seed, result)
     scores, curves = _evaluate(result.values, ds, eval_model, metric, fraction_map, seed,
