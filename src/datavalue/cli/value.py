@@ -293,7 +293,7 @@ def _valued_line(args: argparse.Namespace, ds: Any, needs_valid: bool) -> str:
                      "and 'clean'; --test-size 0 values them too)")
     if needs_valid and args.cross_fit is None:
         parts.append(". --cross-fit K values the validation rows as well")
-    return " ".join(parts).replace(" ;", ";").replace(" ,", ",").replace(" .", ".")
+    return (" ".join(parts) + ".").replace(" ;", ";").replace(" ,", ",").replace(" .", ".")
 
 
 def _method_line(result: ValuationResult) -> str:
