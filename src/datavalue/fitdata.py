@@ -283,7 +283,8 @@ class FitData:
             raise InvalidDataError(
                 f"{owner} computes with the features themselves and needs finite numbers, but "
                 "they are not (text categories, missing values or a sparse matrix): pass "
-                "preprocessor='auto' (impute, scale, one-hot encode) or a transformer."
+                "preprocessor='auto' (impute, scale, one-hot encode) or a transformer where the "
+                "method has that parameter, or encode them first (dv.Dataset.from_arrays does)."
             )
         from sklearn.base import clone
 

@@ -777,7 +777,8 @@ class InfluenceValuation(_InfluenceValuator):
     ) -> InfluenceValuation:
         start = time.perf_counter()
         self._validate_params()
-        data = self._check_data(x_train, y_train, x_valid, y_valid)
+        data = self._check_data(x_train, y_train, x_valid, y_valid).numeric(
+            None, owner=type(self).__name__)
         inf = self._fit_influence(data)
         values = inf.summed_influence(data.x_valid, data.y_valid)
         self._make_result(
@@ -807,7 +808,8 @@ class SelfInfluenceValuation(_InfluenceValuator):
     ) -> SelfInfluenceValuation:
         start = time.perf_counter()
         self._validate_params()
-        data = self._check_data(x_train, y_train, x_valid, y_valid, need_valid=False)
+        data = self._check_data(x_train, y_train, x_valid, y_valid, need_valid=False).numeric(
+            None, owner=type(self).__name__)
         inf = self._fit_influence(data)
         self._make_result(
             -inf.self_influence(), data, start,
