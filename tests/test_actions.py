@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -269,3 +270,40 @@ def test_training_loss_regression_is_squared_error():
     m = Ridge().fit(ds.x_train, ds.y_train)
     np.testing.assert_allclose(training_loss(m, ds.x_train, ds.y_train, "regression"),
                                (m.predict(ds.x_train) - ds.y_train) ** 2)
+
+
+# ---------------------------------------------------------------------- choosing the fraction
+def test_auto_fraction_is_chosen_on_validation_never_on_test():
+    """The chosen fraction maximises the validation score ("clean nothing" wins ties) and does
+    not move when the test labels are scrambled: the test split is only the check."""
+    ds = dv.load_dataset("breast_cancer", noise_rate=0.1, random_state=0)
+    values = dv.KNNShapley().fit(ds.x_train, ds.y_train, ds.x_valid, ds.y_valid).result_
+    res = clean(ds, values, progress=False)
+    sel = res.selection
+    assert set(sel["on"]) == {"validation"} and 0.0 in set(sel["fraction"])
+    best = sel["score"].max()
+    assert res.fraction == sel.loc[sel["score"] >= best - 1e-12, "fraction"].min()
+    scrambled = replace(ds, y_test=1 - ds.y_test)
+    assert clean(scrambled, values, progress=False).fraction == res.fraction
+    summary = res.summary()
+    assert summary["chosen_on"] == "validation" and len(summary["selection"]) == len(sel)
+
+
+def test_auto_fraction_without_a_validation_split_cross_validates():
+    ds = dv.load_dataset("breast_cancer", noise_rate=0.1, random_state=0, valid_size=0)
+    oob = dv.DataOOB(n_estimators=100, random_state=0).fit(ds.x_train, ds.y_train).result_
+    res = clean(ds, oob, progress=False)
+    assert set(res.selection["on"]) == {"cross-validation"}
+    assert res.fraction > 0 and res.score_after > res.score_before  # measured 0.9123 -> 0.9474
+
+
+def test_nothing_is_cleaned_when_no_fraction_helps():
+    """Values that carry no information (constant) flag arbitrary rows; on clean data dropping
+    them does not raise the validation score, and ties go to cleaning nothing."""
+    ds = dv.load_dataset("iris", random_state=0)
+    res = clean(ds, np.zeros(ds.n_train), fractions=[0.0, 0.05, 0.1], progress=False)
+    sel = res.selection.set_index("fraction")["score"]
+    if res.fraction == 0.0:
+        assert res.flagged.size == 0 and res.dataset.n_train == ds.n_train
+    else:  # chosen only if strictly better than keeping everything
+        assert sel.loc[res.fraction] > sel.loc[0.0]

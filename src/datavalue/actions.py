@@ -149,6 +149,9 @@ class CleanResult:
         cleaned), ``score``.
     n_noisy_flagged : int or None
         How many of the flagged rows were corrupted on purpose (None if none are known).
+    selection : pandas.DataFrame or None
+        With ``fraction="auto"``: the score each candidate fraction got where it was chosen
+        (``on`` = "validation" or "cross-validation"); None when the fraction was given.
     """
 
     dataset: Dataset
@@ -165,6 +168,7 @@ class CleanResult:
     curve: pd.DataFrame
     n_noisy_flagged: int | None
     method: str = ""
+    selection: pd.DataFrame | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
@@ -175,7 +179,11 @@ class CleanResult:
             "n_flagged": int(self.flagged.size), "n_noisy_flagged": self.n_noisy_flagged,
             "score_before": self.score_before, "score_after": self.score_after,
             "n_train_before": int(self.values.size), "n_train_after": self.dataset.n_train,
-            "flagged": self.flagged.tolist(), **self.extra,
+            "flagged": self.flagged.tolist(),
+            "chosen_on": None if self.selection is None else str(self.selection["on"].iloc[0]),
+            "selection": None if self.selection is None else
+            self.selection[["fraction", "score"]].to_dict(orient="records"),
+            **self.extra,
         })
 
     def save(self, directory: str | os.PathLike, *,
@@ -244,7 +252,7 @@ def clean(
     dataset: Dataset,
     values: Any,
     *,
-    fraction: float = 0.1,
+    fraction: float | str = "auto",
     mode: str = "drop",
     weight: float = 0.1,
     model: Any = None,
@@ -267,8 +275,14 @@ def clean(
         The data the values are for; the model is scored on its test split.
     values : array-like of shape (n_train,) or ValuationResult
         Higher = more helpful; ties are broken by index.
-    fraction : float in [0, 1)
-        Fraction of the training rows to clean (rounded half up to a number of rows).
+    fraction : "auto" or float in [0, 1)
+        Fraction of the training rows to clean (rounded half up to a number of rows). "auto"
+        (the default) chooses it among ``fractions`` — "clean nothing" (0) included, and
+        preferred on ties — by the score of the retrained model on the *validation* split, or,
+        when there is none, by 5-fold cross-validation on the training rows in which each held-out
+        fold is scored on all of its rows (the cleaned-away ones too, so dropping hard rows
+        cannot flatter the score). The test split is never used to choose: its scores before
+        and after are the check.
     mode : {"drop", "weight"}
         "drop" removes them; "weight" keeps them with ``sample_weight = weight`` (the model's
         ``fit`` must accept ``sample_weight``).
@@ -290,7 +304,9 @@ def clean(
     """
     ds = _check_dataset(dataset)
     v, method = _values_and_name(values, ds.n_train, "dataset.n_train")
-    fraction = round(_check_fraction(fraction, "fraction"), 10)
+    auto = isinstance(fraction, str) and fraction == "auto"
+    if not auto:
+        fraction = round(_check_fraction(fraction, "fraction"), 10)
     if mode not in CLEAN_MODES:
         raise InvalidParameterError(
             f"The 'mode' parameter must be one of {', '.join(map(repr, CLEAN_MODES))}. "
@@ -306,9 +322,17 @@ def clean(
                 f"The 'model' ({type(model).__name__}) does not accept sample_weight in fit, "
                 "which mode='weight' needs; use mode='drop' or another model."
             )
-    grid = _grid(fractions, np.linspace(0.0, 0.3, 7), "fractions", include=[fraction])
     n = ds.n_train
     order = np.argsort(v, kind="stable")
+    selection = None
+    if auto:
+        grid = _grid(fractions, np.linspace(0.0, 0.3, 7), "fractions")
+        selection = _choose_fraction(ds, order, grid, mode, weight, _model(model, ds), metric,
+                                     random_state, n_jobs, progress)
+        best = selection["score"].max()
+        # The smallest fraction within rounding of the best: cleaning must earn its rows.
+        fraction = float(selection.loc[selection["score"] >= best - 1e-12, "fraction"].min())
+    grid = _grid(fractions, np.linspace(0.0, 0.3, 7), "fractions", include=[fraction])
     flagged = order[: _count(fraction, n)]
     if mode == "drop":
         curve = point_removal(v, ds, model, metric=metric, fractions=grid,
@@ -352,7 +376,51 @@ def clean(
         fraction=fraction, mode=mode, weight=weight, metric=_metric_name(metric, ds.task),
         score_before=score_before, score_after=score_after, curve=curve,
         n_noisy_flagged=int(ds.noise_mask[flagged].sum()) if known else None, method=method,
+        selection=selection,
     )
+
+
+def _choose_fraction(ds: Dataset, order: np.ndarray, grid: np.ndarray, mode: str,
+                     weight: float, model: Any, metric: Any, random_state: int | None,
+                     n_jobs: int | None, progress: bool | None) -> pd.DataFrame:
+    """The selection score of every candidate fraction (see :func:`clean`, ``fraction``)."""
+    n = ds.n_train
+    metric = metric if metric is not None else default_metric(ds.task)
+    if ds.n_valid:
+        folds = [(np.arange(n), ds.x_valid, ds.y_valid)]
+        on = "validation"
+    else:
+        from sklearn.model_selection import KFold, StratifiedKFold
+
+        splitter = (StratifiedKFold if ds.task == "classification" else KFold)(
+            n_splits=5, shuffle=True, random_state=random_state)
+        folds = [(train, ds.x_train[held], ds.y_train[held]) for train, held in
+                 splitter.split(ds.x_train, ds.y_train if ds.task == "classification" else None)]
+        on = "cross-validation"
+    tasks = []
+    for f in grid:
+        flagged = order[: _count(f, n)]
+        for rows, xv, yv in folds:
+            tasks.append((ds, rows, flagged, xv, yv, mode, weight, model, metric))
+    scores = parallel_map(_fold_score, tasks, n_jobs=n_jobs, progress=progress,
+                          desc="choose fraction", unit="fit")
+    per = np.asarray(scores, dtype=np.float64).reshape(len(grid), len(folds)).mean(axis=1)
+    return pd.DataFrame({"fraction": grid, "score": per, "on": on})
+
+
+def _fold_score(ds: Dataset, rows: np.ndarray, flagged: np.ndarray, xv: np.ndarray,
+                yv: np.ndarray, mode: str, weight: float, model: Any, metric: Any) -> float:
+    """Score on (xv, yv) of the model trained on the training ``rows``, with the ``flagged``
+    ones among them dropped or down-weighted."""
+    is_flagged = np.isin(rows, flagged)
+    if mode == "drop":
+        keep = rows[~is_flagged]
+        fitted = clone(model).fit(ds.x_train[keep], ds.y_train[keep])
+    else:
+        w = np.where(is_flagged, weight, 1.0)
+        fitted = clone(model).fit(ds.x_train[rows], ds.y_train[rows], sample_weight=w)
+    utility = Utility(model, ds.x_train[rows], ds.y_train[rows], xv, yv, metric, task=ds.task)
+    return utility.score_model(fitted)
 
 
 def plot_clean(result: CleanResult):

@@ -24,6 +24,15 @@ from ._common import (
 )
 
 
+def _fraction_or_auto(text: str) -> float | str:
+    if text == "auto":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be 'auto' or a number, got {text!r}") from None
+
+
 def add_clean_parser(sub: Any, fmt: Any) -> argparse.ArgumentParser:
     """Add the 'clean' subcommand to ``sub``; returns its parser (without ``func``)."""
     p = sub.add_parser(
@@ -34,7 +43,9 @@ def add_clean_parser(sub: Any, fmt: Any) -> argparse.ArgumentParser:
             "Read a folder written by 'datavalue value', drop (or down-weight) the "
             "lowest-valued fraction of the training rows, retrain the model and report its "
             "test score before and after, with the score over a grid of fractions next to "
-            "dropping as many rows at random. Writes the cleaned data set (cleaned_dataset.npz "
+            "dropping as many rows at random. By default the fraction is chosen on the "
+            "validation split (or by cross-validation on the training rows when there is "
+            "none), 'clean nothing' included; the test split only checks the choice. Writes the cleaned data set (cleaned_dataset.npz "
             "and cleaned_train.csv in the original units), clean_curve.csv, clean.json and "
             "clean.png."
         ),
@@ -43,9 +54,11 @@ def add_clean_parser(sub: Any, fmt: Any) -> argparse.ArgumentParser:
         "  datavalue clean results/bc --fraction 0.05 --mode weight --weight 0.2 --model forest",
     )
     p.add_argument("dir", metavar="DIR", help="folder written by 'datavalue value'.")
-    p.add_argument("--fraction", type=float, default=0.1, metavar="F",
+    p.add_argument("--fraction", type=_fraction_or_auto, default="auto", metavar="F",
                    help="fraction of the training rows to clean, lowest values first, in "
-                   "[0, 1). Default: 0.1.")
+                   "[0, 1), or 'auto': the fraction of --fractions whose retrained model scores "
+                   "best on the validation split (cross-validation on the training rows if "
+                   "there is none); 0 wins ties. Default: auto.")
     p.add_argument("--mode", choices=CLEAN_MODES, default="drop",
                    help="'drop' removes the rows; 'weight' keeps them with a small "
                    "sample_weight (the model must accept it). Default: drop.")
@@ -141,11 +154,26 @@ def _cmd_clean(args: argparse.Namespace) -> int:
           f"{ds.n_test} examples")
     noisy = (f", {res.n_noisy_flagged} of them corrupted on purpose"
              if res.n_noisy_flagged is not None else "")
-    print(f"\n{verb} the {res.flagged.size} lowest-valued training rows ({res.fraction:.0%})"
-          f"{noisy}.")
-    print(f"  test {metric} before  {res.score_before:.4f}")
+    if res.selection is not None:
+        on = res.selection["on"].iloc[0]
+        where = ("the validation split" if on == "validation" else
+                 "5-fold cross-validation on the training rows (there is no validation split)")
+        scores = ", ".join(f"{f:.0%}: {v:.4f}" for f, v in
+                           zip(res.selection["fraction"], res.selection["score"], strict=True))
+        print(f"\nChosen on {where}, by {metric} after cleaning each fraction:\n  {scores}")
+    if res.flagged.size == 0:
+        print("\nNo cleaning was chosen: no fraction of low-valued rows raised the "
+              f"{'validation' if res.selection is not None else ''} score above keeping every "
+              "row, so nothing was dropped.".replace("  ", " "))
+    else:
+        print(f"\n{verb} the {res.flagged.size} lowest-valued training rows ({res.fraction:.0%})"
+              f"{noisy}.")
+    print(f"  test {metric} before  {res.score_before:.4f}   (the check: never used to choose)")
     change = res.score_after - res.score_before
     print(f"  test {metric} after   {res.score_after:.4f}  ({change:+.4f})")
+    if res.flagged.size and change < 0:
+        print(f"  Cleaning lowered the test {metric}: the validation choice did not carry over "
+              "to the test split (small splits are noisy); consider keeping the data.")
     table = res.curve.pivot_table(index="fraction", columns="order", values="score")
     table = table.rename(columns={"least_valuable_first": "lowest values first",
                                   "random": "random rows"})
