@@ -188,6 +188,8 @@ def _check_consistent(folder: Path) -> str:
 
 @pytest.mark.slow
 def test_sigkill_at_random_moments_never_leaves_a_mixed_run(tmp_path):
+    """Every outcome is either a consistent run or a clear 'incomplete' error (how often each
+    happens depends on the machine's speed, so only the invariant is asserted)."""
     script = tmp_path / "writer.py"
     script.write_text(_WRITER)
     out = tmp_path / "out"
@@ -203,13 +205,27 @@ def test_sigkill_at_random_moments_never_leaves_a_mixed_run(tmp_path):
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
         outcomes.append(_check_consistent(out))
-    # Most kills land between saves: the run loads; a kill inside a save gives a clear error.
-    assert outcomes.count("ok") >= 1, outcomes
     assert all(o == "ok" or "incomplete" in o for o in outcomes), outcomes
     # A killed writer's leftovers never block the next one.
     _result(3, 7.0).save(out)
     assert dv.ValuationResult.load(out) == _result(3, 7.0)
     assert not [p for p in os.listdir(out) if p.startswith(".datavalue-staging")]
+
+
+def test_a_kill_between_saves_leaves_the_last_run_readable(tmp_path):
+    """Deterministic: the writer finishes a save, says so, and is killed while idle."""
+    script = tmp_path / "writer.py"
+    script.write_text(_WRITER + "\nprint('saved', flush=True)\nimport time\ntime.sleep(600)\n")
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, str(script), str(out), "3", "2"],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "saved"
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    assert _check_consistent(out) == "ok"
+    assert dv.ValuationResult.load(out).method == "w3-1"
 
 
 @pytest.mark.slow

@@ -408,15 +408,15 @@ class RunWriter:
             if target.is_dir():
                 raise InvalidParameterError(f"{str(target)!r} is a folder; it cannot be replaced "
                                             "by a file of the run.")
-        # 1. Mark the run as being written, naming every file that may change: a crash from here
-        # on leaves a folder that readers refuse and the next writer may clean up.
-        _write_manifest(d, "writing", {**old_files, **{n: None for n in new}})
         files = {} if self.replace else {n: v for n, v in old_files.items() if v is not None}
         files.update(self._staged)
-        # 2. The final manifest is written and synced to disk beforehand, so the moment in which
-        # a kill leaves the run incomplete is a few renames long (not a few fsyncs).
+        # The final manifest is written and synced to disk beforehand, so the moment in which a
+        # kill leaves the run incomplete is a few renames long (not a few fsyncs).
         final = _prepared_manifest(d, "complete", files)
         try:
+            # 1. Mark the run as being written, naming every file that may change: a crash from
+            # here on leaves a folder that readers refuse and the next writer cleans up.
+            _write_manifest(d, "writing", {**old_files, **{n: None for n in new}})
             for name in new:
                 (d / name).parent.mkdir(parents=True, exist_ok=True)
                 os.replace(staging / name, d / name)
