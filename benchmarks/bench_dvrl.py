@@ -1,4 +1,4 @@
-"""DVRL benchmark: wall time and flipped-label detection in the two settings of issue 5.
+"""DVRL benchmark: wall time and flipped-label detection in the two settings of the DVRL paper's benchmark task.
 
 1. ``breast_cancer``: scikit-learn's breast cancer, 70% train / 30% validation, 10% of the
    training labels flipped. Target: OpenDataVal's DVRL reached a flip-detection AUC of 0.995 in

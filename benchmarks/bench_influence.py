@@ -646,7 +646,7 @@ def _find(results, impl, solver):
 
 
 def target_lines(case: str, results: list[Result]) -> list[str]:
-    """One line per target of issue 4 (met / missed)."""
+    """One line per speed/accuracy target (met / missed)."""
     def mark(ok: bool | None) -> str:
         return "n/a" if ok is None else "met" if ok else "MISSED"
 
@@ -696,7 +696,7 @@ def target_lines(case: str, results: list[Result]) -> list[str]:
                 out.append(f"- {r.solver} finishes with peak memory < 4 GB: "
                            f"{_f(r.peak_mb, '.0f')} MB ({r.status}) -> {mark(ok)}")
     elif case == "logreg":
-        # Issue 4 quotes what the peers reached on its own setup; the run's own peers, on the
+        # The target quotes what the peers reached on the original setup; the run's own peers, on the
         # same estimator and data, are the comparison that isolates the solver.
         refs = {"exact": 0.998, "cg": 0.998, "lissa": 0.99, "ekfac": 0.978, "arnoldi": 0.947}
         for solver, ref in refs.items():
@@ -712,7 +712,7 @@ def target_lines(case: str, results: list[Result]) -> list[str]:
                 verdict = (f"best peer here {LABELS[best.impl]} {best.pearson:.4f} -> "
                            f"{mark(r.pearson >= best.pearson - 5e-4)}")
             out.append(f"- {solver}: Pearson vs LOO {_f(r.pearson, '.4f')}; {verdict} "
-                       f"(issue 4's peer figure on its setup: {ref})")
+                       f"(the peers' figure on the original setup: {ref})")
     return out
 
 

@@ -1,4 +1,4 @@
-"""TMC-Shapley benchmark (issue 3): utility-call overhead, the peers' work, adult at scale.
+"""TMC-Shapley benchmark: utility-call overhead, the peers' work, adult at scale.
 
     .venv/bin/python benchmarks/bench_shapley.py              # all three cases (~15-25 min)
     .venv/bin/python benchmarks/bench_shapley.py --quick      # smoke run, tiny budgets (~2 min)
@@ -72,7 +72,7 @@ PEER_RUNNERS = {
     "pydvl": BENCH_DIR / "peers" / "pydvl_shapley.py",
     "opendataval": BENCH_DIR / "peers" / "opendataval_shapley.py",
 }
-REFERENCE = {  # issue 3, measured on this machine on one core
+REFERENCE = {  # the peers' figures on the original setup, this machine, one core
     "OpenDataVal": {"time_s": 30.5, "n_fits": 10432, "auc": 0.86},
     "pyDVL": {"time_s": 33.4, "n_fits": 12330, "auc": 0.85},
 }

@@ -221,3 +221,24 @@ def test_cells_that_start_a_formula_are_quoted_in_written_csv(tmp_path, capsys):
         assert not cells.str.match(r"^[=+\-@]").any()
     # numbers, negative ones included, stay numbers
     assert (pd.read_csv(out / "cleaned_train.csv")["x1"] < 0).any()
+
+
+# ---------------------------------------------------------------------- text for people
+@pytest.mark.parametrize("command", ["value", "compare", "evaluate", "clean", "fix", "report",
+                                     "explain", "demo"])
+def test_help_has_no_markup(capsys, command):
+    with pytest.raises(SystemExit):
+        cli.main([command, "--help"])
+    text = capsys.readouterr().out
+    for markup in (":class:", ":func:", ":meth:", ":data:", "``"):
+        assert markup not in text, (command, markup)
+
+
+def test_detection_lines_stay_aligned_for_three_digit_k():
+    from datavalue.cli._output import _detection_lines
+
+    lines = _detection_lines({"auc": 0.9, "f1_kmeans": 0.5, "k": 120, "precision_at_k": 0.408})
+    assert "precision at 120 0.408" in lines.splitlines()[2]
+    # every number starts in the same column
+    starts = [lines.splitlines()[i].index(s) for i, s in enumerate(("0.900", "0.500", "0.408"))]
+    assert len(set(starts)) == 1

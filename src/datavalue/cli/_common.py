@@ -21,10 +21,19 @@ PROG = "datavalue"
 
 
 # ---------------------------------------------------------------------- argument parsing
+def _plain(text: str) -> str:
+    """reStructuredText markup of docstrings as plain text for --help: ``:class:`~a.B``` ->
+    ``B``, ````x```` -> ``x``."""
+    import re
+
+    text = re.sub(r":[a-z]+:`~?(?:[\w.]+\.)?([^`<]+?)(?:\s*<[^>]+>)?`", r"\1", text)
+    return text.replace("``", "")
+
+
 def _summary(obj: Any) -> str:
-    """First paragraph of a docstring, on one line."""
+    """First paragraph of a docstring, on one line, without reStructuredText markup."""
     doc = inspect.getdoc(obj) or ""
-    return " ".join(doc.strip().split("\n\n")[0].split()).rstrip(".")
+    return _plain(" ".join(doc.strip().split("\n\n")[0].split()).rstrip("."))
 
 
 def _wrap(text: str) -> str:

@@ -60,7 +60,7 @@ def _detection_lines(det: dict[str, Any], word: str = "corrupted", indent: str =
             "below every clean one)",
             f"{indent}F1 (k-means)     {det['f1_kmeans']:.3f}  (values split into a low and a "
             "high group, the low one flagged)",
-            f"{indent}precision at {k:<3} {det['precision_at_k']:.3f}  (share of the {k} "
+            f"{indent}{'precision at ' + str(k):<16} {det['precision_at_k']:.3f}  (share of the {k} "
             f"lowest-valued examples that were {word})",
         ]
     )
