@@ -59,3 +59,44 @@ def test_bad_input(digits):
         explain(digits, 0, model="no-such-model")
     with pytest.raises(dv.InvalidModelError):
         explain(digits, 0, model="tree")
+
+
+@pytest.mark.parametrize("test_index", [0, 2, 5])
+def test_a_flat_test_loss_is_said_and_explained_by_the_margin(test_index):
+    """LinearSVC's squared hinge is exactly 0 beyond the margin: every loss influence is 0, so
+    the explanation ranks by margin influence, says why, and never prints one list twice."""
+    ds = dv.load_dataset("breast_cancer", random_state=0)
+    e = explain(ds, test_index, model="svm", k=5)
+    assert e.test_loss == 0.0 and e.measure == "margin"
+    assert set(e.helpful).isdisjoint(e.harmful)
+    assert min(e.helpful_scores) > 0 > max(e.harmful_scores)
+    text = render_text(e, ds)
+    assert "exactly 0" in text and "margin" in text
+
+
+def test_margin_influence_predicts_leave_one_out_retraining():
+    """First-order margin influence against actually refitting without each of 12 training
+    points (logistic regression, L2, tight tolerance), the 12 with the largest predicted
+    effect: Pearson >= 0.95 (first order; measured 0.947 on 120 training rows, where leverage
+    is high, and 0.996 on all 341)."""
+    from sklearn.linear_model import LogisticRegression
+
+    ds = dv.load_dataset("breast_cancer", random_state=0)
+    fit = dict(C=1.0, tol=1e-12, max_iter=10000)
+    model = LogisticRegression(**fit).fit(ds.x_train, ds.y_train)
+    inf = dv.InfluenceFunction(model).fit(ds.x_train, ds.y_train)
+    x, y = ds.x_test[:3], ds.y_test[:3]
+    predicted = inf.margin_influence(x, y)
+
+    def margins(m):
+        d = m.decision_function(x)
+        return np.where(y == 1, d, -d)
+
+    base = margins(model)
+    idx = np.argsort(-np.abs(predicted).sum(0))[:12]
+    actual = np.array([
+        -(margins(LogisticRegression(**fit).fit(np.delete(ds.x_train, i, 0),
+                                                 np.delete(ds.y_train, i))) - base)
+        for i in idx]).T
+    r = np.corrcoef(predicted[:, idx].ravel(), actual.ravel())[0, 1]
+    assert r >= 0.95, r

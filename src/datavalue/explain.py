@@ -43,6 +43,7 @@ class Explanation:
     model: str
     solver: str
     data_fingerprint: str
+    measure: str = "loss"
 
     def save(self, directory: str | os.PathLike) -> Path:
         """Write ``explanation.json`` into the run folder ``directory`` (see
@@ -116,6 +117,17 @@ def explain(
     x = dataset.x_test[[test_index]]
     y = dataset.y_test[[test_index]]
     top = inf.top_k(x, y, k)
+    measure = "loss"
+    if (dataset.task == "classification" and not np.any(top.helpful_scores[0])
+            and not np.any(top.harmful_scores[0])):
+        # The test loss is flat here (a point beyond a hinge's margin: loss and gradient are
+        # exactly 0), so every loss influence is 0 and the lists would be arbitrary. Explain
+        # the margin instead, which training points always move.
+        scores = inf.margin_influence(x, y)[0]
+        order = np.argsort(-scores, kind="stable")
+        top = _TopFromScores(order[:k], scores[order[:k]], order[::-1][:k],
+                             scores[order[::-1][:k]])
+        measure = "margin"
     label: Any = dataset.y_test[test_index]
     pred: Any = estimator.predict(x)[0]
     cast = int if dataset.task == "classification" else float
@@ -131,7 +143,16 @@ def explain(
         model=model if isinstance(model, str) else type(model).__name__,
         solver=str(solver),
         data_fingerprint=dataset.fingerprint(),
+        measure=measure,
     )
+
+
+class _TopFromScores:
+    """The shape of :class:`~datavalue.influence.TopK` for one test point."""
+
+    def __init__(self, helpful, helpful_scores, harmful, harmful_scores) -> None:
+        self.helpful, self.helpful_scores = [helpful], [helpful_scores]
+        self.harmful, self.harmful_scores = [harmful], [harmful_scores]
 
 
 _SHADES = " .:-=+*#%@"
@@ -168,10 +189,20 @@ def render_text(expl: Explanation, ds: Dataset) -> str:
                                                 ds.image_shape)]
     else:
         lines.append("  " + _row_text(ds, ds.x_test[expl.test_index]))
+    if expl.measure == "margin":
+        lines.append("")
+        lines.append(
+            "The test loss is exactly 0 here (the example lies beyond the model's margin), so "
+            "removing any single training example would leave it at 0: every loss influence is "
+            "0. The examples below are ranked by their influence on the test example's margin "
+            "(how confidently it is classified) instead."
+        )
+    what = "this test loss" if expl.measure == "loss" else "this test example's margin"
+    raise_, lower = (("raise", "lower") if expl.measure == "loss" else ("lower", "raise"))
     for title, idx, scores in (
-        ("Most helpful training examples (removing them would raise this test loss)",
+        (f"Most helpful training examples (removing them would {raise_} {what})",
          expl.helpful, expl.helpful_scores),
-        ("Most harmful training examples (removing them would lower this test loss)",
+        (f"Most harmful training examples (removing them would {lower} {what})",
          expl.harmful, expl.harmful_scores),
     ):
         lines.append("")
