@@ -129,3 +129,62 @@ def test_screenshot_is_saved_as_an_artifact(digits_folder, tmp_path, record_prop
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000
     record_property("screenshot", str(shot))
     print(f"report screenshot: {shot}")
+
+
+_FRAME_PROBE = """<!DOCTYPE html><html><body style="margin:0">
+<iframe id="f" src="{src}" width="{width}" height="800" style="border:0"></iframe>
+<script>
+document.getElementById("f").addEventListener("load", function () {{
+  var doc = this.contentDocument, root = doc.documentElement;
+  var figs = Array.prototype.slice.call(doc.querySelectorAll("figure img"));
+  var cells = Array.prototype.slice.call(doc.querySelectorAll("td.num, td.short, th"));
+  var out = {{
+    scroll_width: root.scrollWidth, client_width: root.clientWidth,
+    height: root.scrollHeight,
+    narrowest_figure: figs.length ? Math.min.apply(null, figs.map(function (i) {{
+      return i.getBoundingClientRect().width; }})) : null,
+    broken_tokens: cells.filter(function (c) {{
+      var r = doc.createRange(); r.selectNodeContents(c);
+      return r.getClientRects().length > 1 && c.textContent.indexOf(" ") < 0; }})
+      .map(function (c) {{ return c.textContent; }}).slice(0, 5)
+  }};
+  var pre = document.createElement("pre");
+  pre.id = "probe-result";
+  pre.textContent = JSON.stringify(out);
+  document.body.appendChild(pre);
+}});
+</script></body></html>"""
+
+
+def _probe_in_frame(report: Path, tmp: Path, width: int) -> dict:
+    """Lay the report out in a ``width``-px frame (headless Chromium's window is never narrower
+    than 500 px, a phone's is 390) and measure it from the parent page."""
+    parent = tmp / f"frame-{report.parent.name}-{width}.html"
+    parent.write_text(_FRAME_PROBE.format(src=report.as_uri(), width=width))
+    proc = _chromium(tmp, parent.as_uri(), 1280, "--dump-dom", "--allow-file-access-from-files")
+    match = re.search(r'<pre id="probe-result">(.*?)</pre>', proc.stdout, re.DOTALL)
+    assert match, f"the frame probe did not run (exit {proc.returncode}):\n{proc.stderr[-2000:]}"
+    return json.loads(html.unescape(match.group(1)))
+
+
+@pytest.mark.parametrize(("width", "max_height"), [(390, 8_000), (1280, 5_000)])
+def test_tabular_report_reads_on_a_phone_and_a_laptop(tabular_folder, tmp_path, width,
+                                                      max_height):
+    """breast_cancer (30 features): no sideways scrolling, figures at least 300 px wide on a
+    phone, no number or name broken inside a cell, and a bounded page height (the example
+    tables show a few features per row, the rest folded away). Measured: 4,566 px tall at
+    390 px (146,778 before the fold) and 3,059 px at 1280 px."""
+    report = build_report(tabular_folder, progress=False)
+    result = _probe_in_frame(report, tmp_path, width)
+    assert result["scroll_width"] <= result["client_width"], "the page scrolls sideways"
+    assert result["height"] <= max_height, result["height"]
+    assert result["narrowest_figure"] is None or result["narrowest_figure"] >= min(300, width - 40)
+    assert result["broken_tokens"] == []
+
+
+def test_image_report_reads_on_a_phone(digits_folder, tmp_path):
+    report = build_report(digits_folder, progress=False)
+    result = _probe_in_frame(report, tmp_path, 390)
+    assert result["scroll_width"] <= result["client_width"], "the page scrolls sideways"
+    assert result["narrowest_figure"] >= 300
+    assert result["broken_tokens"] == []

@@ -123,14 +123,38 @@ def cards(ds: Dataset, x: np.ndarray, captions: Sequence[Sequence[str]], *,
     return "".join(out)
 
 
+def _distinctive(ds: Dataset, x: np.ndarray, n: int) -> list[int]:
+    """The ``n`` features in which ``x`` is most unusual: the largest standardized distance
+    from the training mean (one-hot columns count when set to a rare level)."""
+    mean = ds.x_train.mean(axis=0)
+    std = ds.x_train.std(axis=0)
+    z = np.abs((np.asarray(x, dtype=np.float64) - mean) / np.where(std > 0, std, 1.0))
+    return [int(j) for j in np.argsort(-z, kind="stable")[:n]]
+
+
+def features_cell(ds: Dataset, x: np.ndarray, *, shown: int = 4) -> str:
+    """HTML of an example's features: the few most distinctive ones, then every feature folded
+    in a ``<details>`` (a phone screen shows four short lines, not thirty)."""
+    top = _distinctive(ds, x, shown)
+    raw = np.asarray(ds.raw_features(np.asarray(x)[None, :]), dtype=np.float64)[0]
+    short = ", ".join(esc(f"{ds.feature_names[j]}={_number(raw[j])}") for j in top)
+    if ds.n_features <= shown:
+        return short
+    return (f"{short}<details><summary>all {ds.n_features} features</summary>"
+            f"{esc(features_text(ds, x))}</details>")
+
+
 def rows_table(ds: Dataset, x: np.ndarray, columns: dict[str, Sequence[Any]], *,
                flags: Sequence[bool] | None = None) -> str:
-    """Tabular examples: the given columns, then a wrapping ``features`` column."""
+    """Tabular examples: the given columns, then the most distinctive features (the rest
+    folded away)."""
     header = [*columns, "features"]
     n = len(x)
-    rows = [[*(columns[c][i] for c in columns), features_text(ds, x[i])] for i in range(n)]
+    rows = [[*(esc(fmt(columns[c][i])) for c in columns), features_cell(ds, x[i])]
+            for i in range(n)]
     numeric = [all(isinstance(v, int | float | np.number) and not isinstance(v, bool)
                    for v in columns[c]) for c in columns] + [False]
     classes = ["flag" if flags is not None and flags[i] else "" for i in range(n)]
     short = [True] * len(columns) + [False]
-    return table(header, rows, numeric=numeric, row_classes=classes, short=short)
+    return table(header, rows, numeric=numeric, row_classes=classes, short=short,
+                 raw=[True] * (len(columns) + 1))

@@ -25,7 +25,7 @@ _CSS = """
 html { -webkit-text-size-adjust: 100%; }
 body { margin: 0 auto; padding: 1rem 1.25rem 3rem; max-width: 1100px; color: #1d2327;
   font: 15px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial,
-  sans-serif; background: #fff; overflow-wrap: anywhere; }
+  sans-serif; background: #fff; overflow-wrap: break-word; }
 h1 { font-size: 1.6rem; margin: 0.5rem 0 0.25rem; }
 h2 { font-size: 1.25rem; margin: 2rem 0 0.5rem; padding-top: 0.5rem;
   border-top: 1px solid #dde1e4; }
@@ -36,18 +36,27 @@ nav ul { display: flex; flex-wrap: wrap; gap: 0.25rem 1rem; padding: 0; list-sty
 figure { margin: 0.75rem 0 1.25rem; }
 figure img { display: block; max-width: 100%; height: auto; }
 figcaption { color: #5f6b73; font-size: 0.9rem; margin-top: 0.25rem; }
-table { border-collapse: collapse; width: 100%; margin: 0.5rem 0 1rem; font-size: 0.9rem; }
+.scroll { overflow-x: auto; max-width: 100%; margin: 0.5rem 0 1rem; }
+table { border-collapse: collapse; width: 100%; font-size: 0.9rem; }
 th, td { border: 1px solid #dde1e4; padding: 0.3rem 0.45rem; text-align: left;
-  vertical-align: top; overflow-wrap: anywhere; word-break: normal; }
-th { background: #f3f5f6; font-weight: 600; }
+  vertical-align: top; overflow-wrap: normal; word-break: normal; }
+th { background: #f3f5f6; font-weight: 600; white-space: nowrap; }
+td.features { min-width: 12rem; }
+details > summary { cursor: pointer; color: #1f5f99; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 td.features { font-size: 0.82rem; color: #37424a; }
 td.short, th.short { white-space: nowrap; }
 tr.flag td { background: #fff4f2; }
-dl.kv { display: grid; grid-template-columns: minmax(8rem, max-content) 1fr;
+dl.kv { display: grid; grid-template-columns: minmax(6rem, max-content) minmax(0, 1fr);
   gap: 0.2rem 1rem; margin: 0.5rem 0 1rem; }
 dl.kv dt { font-weight: 600; }
-dl.kv dd { margin: 0; }
+dl.kv dd { margin: 0; min-width: 0; overflow-wrap: anywhere; }
+@media (max-width: 600px) {
+  body { padding: 0.75rem 0.75rem 2rem; }
+  dl.kv { grid-template-columns: minmax(0, 1fr); gap: 0 0; }
+  dl.kv dd { margin-bottom: 0.4rem; }
+  .explain .group { flex-basis: 100%; }
+}
 .cards { display: flex; flex-wrap: wrap; gap: 0.6rem; margin: 0.5rem 0 1rem; }
 .card { width: 7.5rem; border: 1px solid #dde1e4; border-radius: 4px; padding: 0.35rem;
   font-size: 0.78rem; line-height: 1.3; }
@@ -112,7 +121,7 @@ def table(header: Sequence[str], rows: Iterable[Sequence[Any]], *,
     numeric = list(numeric) if numeric is not None else [False] * len(header)
     raw = list(raw) if raw is not None else [False] * len(header)
     short = list(short) if short is not None else [False] * len(header)
-    out = ["<table>"]
+    out = ['<div class="scroll"><table>']
     if caption:
         out.append(f"<caption class='muted'>{esc(caption)}</caption>")
     out.append("<thead><tr>" + "".join(
@@ -128,7 +137,7 @@ def table(header: Sequence[str], rows: Iterable[Sequence[Any]], *,
             cls = f"{cls} short".strip() if short[j] else cls
             cells.append(f'<td class="{cls}">{text}</td>' if cls else f"<td>{text}</td>")
         out.append((f'<tr class="{klass}">' if klass else "<tr>") + "".join(cells) + "</tr>")
-    out.append("</tbody></table>")
+    out.append("</tbody></table></div>")
     return "".join(out)
 
 
@@ -137,7 +146,9 @@ def frame_table(frame: pd.DataFrame, *, digits: int = 4, caption: str = "") -> s
     numeric = [pd.api.types.is_numeric_dtype(frame[c]) and not pd.api.types.is_bool_dtype(frame[c])
                for c in frame.columns]
     rows = ([fmt(v, digits) for v in row] for row in frame.itertuples(index=False))
-    return table([str(c) for c in frame.columns], rows, numeric=numeric, caption=caption)
+    # Identifier-like headers ("most_valuable_first") read, and wrap, as words.
+    return table([str(c).replace("_", " ") for c in frame.columns], rows, numeric=numeric,
+                 caption=caption)
 
 
 def kv(pairs: Iterable[tuple[str, Any]]) -> str:
