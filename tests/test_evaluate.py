@@ -188,7 +188,7 @@ def test_point_addition_rows_are_explicit_fits(small_cancer: dv.Dataset) -> None
     ds = small_cancer
     values = np.random.default_rng(1).normal(size=ds.n_train)
     frame = ev.point_addition(values, ds, fractions=[0.1, 0.4, 1.0], include_random=False)
-    assert list(frame.columns) == ["order", "fraction", "n_points", "score"]
+    assert list(frame.columns) == ["order", "fraction", "n_points", "score", "n_classes"]
     assert frame["order"].unique().tolist() == ["most_valuable_first", "least_valuable_first"]
     full = _fit_score(ds, np.arange(ds.n_train))
     assert np.allclose(frame.loc[frame["fraction"] == 1.0, "score"], full)
@@ -433,3 +433,16 @@ def test_plot_bad_input() -> None:
         ev.plot_noisy_detection([0.0, 1.0], [0], ax="left")
     with pytest.raises(InvalidDataError, match="'noisy_indices'"):
         ev.plot_values([0.0, 1.0], [5])
+
+
+def test_addition_curve_says_when_the_added_points_hold_one_class():
+    """KNN-Shapley's top 5% on breast_cancer are all of one class: the model trained on them
+    predicts it everywhere and scores that class's test share (0.62), which the curve records."""
+    ds = dv.load_dataset("breast_cancer", noise_rate=0.1, random_state=0)
+    v = dv.KNNShapley().fit(ds.x_train, ds.y_train, ds.x_valid, ds.y_valid).values_
+    curve = dv.evaluate.point_addition(v, ds, fractions=[0.05, 0.5])
+    first = curve[(curve["order"] == "most_valuable_first") & (curve["fraction"] == 0.05)]
+    assert int(first["n_classes"].iloc[0]) == 1
+    share = max(np.mean(ds.y_test == c) for c in np.unique(ds.y_test))
+    assert float(first["score"].iloc[0]) == pytest.approx(share)
+    assert (curve[curve["fraction"] == 0.5]["n_classes"] == 2).all()

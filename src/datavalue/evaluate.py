@@ -399,9 +399,15 @@ def _curve(experiment: str, values: Any, dataset: Any, model: Any, metric: Any,
     scores = parallel_map(_score_subset, [(utility, s) for s in subsets], n_jobs=n_jobs,
                           progress=progress, desc=experiment.replace("_", " "), unit="fit")
     frame = pd.DataFrame(rows, columns=["order", "fraction", "n_points", "n_remaining", "task"])
-    frame["score"] = [float(scores[t]) for t in frame.pop("task")]
+    tasks = frame.pop("task")
+    frame["score"] = [float(scores[t]) for t in tasks]
     if addition:
         frame = frame.drop(columns="n_remaining")
+        if dataset.task == "classification":
+            # A model trained on one class predicts it everywhere: say so next to its score,
+            # so a low point of the curve is not mistaken for a bad ranking.
+            frame["n_classes"] = [int(np.unique(dataset.y_train[subsets[t]]).size)
+                                  for t in tasks]
     frame.attrs.update(experiment=experiment, n_train=n, split=split,
                        metric=metric if isinstance(metric, str) else getattr(
                            metric, "__name__", "score"))
@@ -520,6 +526,8 @@ def point_addition(
     -------
     pandas.DataFrame
         One row per (order, fraction): ``order``, ``fraction``, ``n_points`` (added),
+        ``n_classes`` (classification: classes among the points added; with one, the model
+        predicts that class everywhere),
         ``score``. ``frame.attrs`` records the metric, split and n_train.
     """
     return _curve("point_addition", values, dataset, model, metric, fractions, orders,

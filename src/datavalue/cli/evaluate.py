@@ -126,6 +126,13 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     print(_curve_table(removal))
     print(f"\nPoint addition: test {score} when training on a growing fraction, in order")
     print(_curve_table(addition))
+    if "n_classes" in addition:
+        single = addition[addition["n_classes"] == 1]
+        for order, part in single.groupby("order", sort=False):
+            top = part["fraction"].max()
+            print(f"  ({order}: up to {top:.0%} the points added hold one class only, so the "
+                  "model predicts that class for every test point; its score there is that "
+                  "class's share of the test split, not a sign of a bad ranking.)")
     print(
         f"\nWritten to {d}/: evaluation.json, removal.csv, addition.csv, values.png, "
         f"{'detection.png, ' if det is not None else ''}removal.png, addition.png."
