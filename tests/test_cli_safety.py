@@ -242,3 +242,15 @@ def test_detection_lines_stay_aligned_for_three_digit_k():
     # every number starts in the same column
     starts = [lines.splitlines()[i].index(s) for i, s in enumerate(("0.900", "0.500", "0.408"))]
     assert len(set(starts)) == 1
+
+
+@pytest.mark.parametrize(("arrays", "mention"), [
+    ({"X": np.array(5.0), "y": np.array([1, 2])}, "shapes ()"),
+    ({"X": np.zeros((4, 2)), "y": np.zeros((4, 3))}, "'y' a 1-D array"),
+    ({"X": np.array([{"a": 1}], dtype=object), "y": np.arange(1)}, "object array"),
+])
+def test_bad_npz_members_are_named_with_the_file(tmp_path, capsys, arrays, mention):
+    path = tmp_path / "bad.npz"
+    np.savez(path, **arrays)
+    code, _, err = main(capsys, "value", "--data", path, "--quiet", "--out", tmp_path / "o")
+    one_line_error(code, err, "bad.npz", mention)
