@@ -913,11 +913,13 @@ def load_dataset(
     path = Path(key)
     if key in BUILTIN_DATASETS:
         X, y, meta = _builtin_arrays(key, n_samples, n_features, random_state)
+        ids = None
         if n_samples is not None and key not in ("classification", "regression"):
-            X, y = _subsample(X, y, n_samples, random_state)
+            X, y, ids = _subsample(X, y, n_samples, random_state)
         ds = Dataset.from_arrays(
             X,
             y,
+            ids=ids,
             task=meta["task"],
             feature_names=meta.get("feature_names"),
             class_names=meta.get("class_names"),
@@ -960,11 +962,12 @@ def load_dataset(
 
 
 def _subsample(X: np.ndarray, y: np.ndarray, n: int, random_state: int | None):
+    """A seeded subsample of ``n`` rows and their positions in the full data (their ids)."""
     if n >= len(y):
-        return X, y
+        return X, y, None
     rng = np.random.default_rng(None if random_state is None else random_state + 7919)
     idx = np.sort(rng.choice(len(y), size=n, replace=False))
-    return X[idx], y[idx]
+    return X[idx], y[idx], idx
 
 
 def _read_npz(p: Path) -> tuple[np.ndarray, np.ndarray, list[str] | None]:
@@ -1003,7 +1006,7 @@ def _read_npz(p: Path) -> tuple[np.ndarray, np.ndarray, list[str] | None]:
 
 def _npz_subsampled(path: Path, n_samples: int, split: dict) -> Dataset:
     X, y, names = _read_npz(path)
-    X, y = _subsample(X, y, n_samples, split["random_state"])
+    X, y, ids = _subsample(X, y, n_samples, split["random_state"])
     meta = json.loads(path.with_suffix(".json").read_text()) if path.with_suffix(
         ".json"
     ).is_file() else {}
@@ -1011,7 +1014,8 @@ def _npz_subsampled(path: Path, n_samples: int, split: dict) -> Dataset:
     task = None if task is None else ("regression" if "regress" in str(task) else "classification")
     class_names = meta.get("classes") if task == "classification" else None
     return Dataset.from_arrays(
-        X, y, task=task, feature_names=names, class_names=class_names, name=path.stem, **split
+        X, y, ids=ids, task=task, feature_names=names, class_names=class_names, name=path.stem,
+        **split
     )
 
 
