@@ -45,7 +45,33 @@ def ray_cluster(tmp_path_factory):
     finally:
         if ray.is_initialized():
             ray.shutdown()
-        subprocess.run([ray_cmd, "stop", "--force"], capture_output=True, timeout=120)
+        _stop_cluster(temp)
+
+
+def _stop_cluster(temp: Path) -> None:
+    """Stop only this cluster's processes (those whose command line names its temp folder;
+    their workers die with their raylet). ``ray stop --force`` would kill every Ray process
+    on the machine, including another test run's cluster and the drivers connected to it."""
+    import psutil
+
+    mine = []
+    for proc in psutil.process_iter(["cmdline"]):
+        try:
+            if str(temp) in " ".join(proc.info["cmdline"] or []):
+                mine.append(proc)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    for proc in mine:
+        try:
+            proc.terminate()
+        except psutil.NoSuchProcess:
+            pass
+    _, alive = psutil.wait_procs(mine, timeout=5)
+    for proc in alive:
+        try:
+            proc.kill()
+        except psutil.NoSuchProcess:
+            pass
 
 
 def test_ray_backend_gives_identical_values(ray_cluster):
