@@ -58,9 +58,12 @@ def _stop_cluster(temp: Path) -> None:
     for proc in psutil.process_iter(["cmdline"]):
         try:
             if str(temp) in " ".join(proc.info["cmdline"] or []):
-                mine.append(proc)
+                # with its children (the agents rename themselves "ray::..." and would be
+                # left behind)
+                mine += [proc, *proc.children(recursive=True)]
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue
+    mine = list({p.pid: p for p in mine}.values())
     for proc in mine:
         try:
             proc.terminate()
