@@ -88,3 +88,53 @@ def test_the_real_table_example_runs(tmp_path):
     out = _python("import datavalue as dv\n" + code
                   + "\nprint(len(oob.values_), oob.result_.ids[:3].tolist())", tmp_path)
     assert out.startswith("7043 [0, 1, 2]")
+
+
+def _shell_lines() -> list[str]:
+    """Every command line of README.md's ```bash blocks, except those that install or test the
+    project itself (make: that is CI's own run) and activating the venv (the tests run inside
+    it: its bin folder is on PATH)."""
+    lines = []
+    for lang, text in _fenced(README.read_text()):
+        if lang != "bash":
+            continue
+        for line in text.splitlines():
+            line = line.strip()
+            if line and not line.startswith(("#", "make ", "source ")):
+                lines.append(line)
+    return lines
+
+
+@pytest.mark.slow
+def test_every_shell_example_runs_in_order(tmp_path):
+    import os
+    import shlex
+
+    lines = _shell_lines()
+    assert any(line.startswith("datavalue value") for line in lines)
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    for line in lines:
+        argv = shlex.split(line)
+        if argv[0] == "python":
+            argv[0] = sys.executable
+        proc = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True,
+                              timeout=900)
+        assert proc.returncode == 0, (line, proc.stderr[-2000:])
+        assert "Traceback" not in proc.stderr, line
+
+
+@pytest.mark.slow
+def test_every_python_example_runs(tmp_path):
+    """Each other ```python block of README.md runs on its own (the tour and the table example
+    run in the tests above)."""
+    tested = (_blocks(_section("## A tour of the Python API"), "python")[0],
+              _blocks(_section("## Real tables"), "python")[0])
+    for lang, code in _fenced(README.read_text()):
+        if lang != "python" or code in tested:
+            continue
+        code = code.replace('"../shared/data/', f'"{SHARED}/')
+        if "import datavalue as dv" not in code:
+            code = "import datavalue as dv\n" + code
+        if str(SHARED) in code and not SHARED.is_dir():
+            continue
+        _python(code, tmp_path)

@@ -367,6 +367,14 @@ def _as_text(col: np.ndarray) -> Any:
     return series.astype(str).where(series.notna())
 
 
+def _input_names(est: Any, input_features: Any) -> list:
+    """scikit-learn's convention: the given names, else those seen in fit, else x0, x1, ..."""
+    if input_features is not None:
+        return list(input_features)
+    names = getattr(est, "feature_names_in_", None)
+    return list(names) if names is not None else [f"x{i}" for i in range(est.n_features_in_)]
+
+
 def _names_in(est: Any, x: Any) -> None:
     est.n_features_in_ = int(x.shape[1])
     if _is_frame(x):
@@ -409,12 +417,7 @@ class MedianScaler:
         return self.fit(x).transform(x)
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
-        names = getattr(self, "feature_names_in_", None)
-        if input_features is not None:
-            names = input_features
-        if names is None:
-            names = [f"x{i}" for i in range(self.n_features_in_)]
-        return np.asarray([str(n) for n in names], dtype=object)
+        return np.asarray([str(n) for n in _input_names(self, input_features)], dtype=object)
 
 
 class OneHot:
@@ -472,11 +475,7 @@ class OneHot:
         return out
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
-        names = getattr(self, "feature_names_in_", None)
-        if input_features is not None:
-            names = input_features
-        if names is None:
-            names = [f"x{i}" for i in range(self.n_features_in_)]
+        names = _input_names(self, input_features)
         return np.asarray([f"{n}={c}" for n, cats in zip(names, self.categories_, strict=True)
                            for c in cats], dtype=object)
 
