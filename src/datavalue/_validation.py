@@ -27,6 +27,7 @@ __all__ = [
     "infer_task",
     "N_JOBS",
     "PREPROCESSOR",
+    "check_ids",
 ]
 
 #: The constraint of every ``n_jobs`` parameter: joblib's convention (None, -1 = all cores,
@@ -313,3 +314,22 @@ def rescale_if_extreme(*arrays: np.ndarray, axis: int | None = None,
     if np.all(np.abs(e) <= limit):
         return arrays
     return tuple(np.ldexp(a, -e) for a in arrays)
+
+
+def check_ids(ids: Any, n: int, name: str = "ids", *, unique: bool = True) -> np.ndarray:
+    """Row ids as an int64 array (integers, integral floats, bools) or a unicode array
+    (anything else, as text), of shape ``(n,)`` and, if ``unique``, without repeats."""
+    a = np.asarray(ids)
+    if a.shape != (n,):
+        raise InvalidDataError(f"'{name}' must have one id per row ({n}); got shape {a.shape}.")
+    if a.dtype.kind in "iub":
+        a = a.astype(np.int64)
+    elif a.dtype.kind == "f":
+        if not np.all(np.mod(a, 1) == 0):
+            raise InvalidDataError(f"'{name}' must be integers or strings.")
+        a = a.astype(np.int64)
+    else:
+        a = np.asarray([str(v) for v in a.tolist()], dtype=str)
+    if unique and len(np.unique(a)) != n:
+        raise InvalidDataError(f"'{name}' must be unique: each identifies one row.")
+    return a

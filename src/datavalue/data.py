@@ -19,7 +19,13 @@ from typing import Any
 
 import numpy as np
 
-from ._validation import check_features, check_target, infer_task, power_of_two_exponent
+from ._validation import (
+    check_features,
+    check_ids,
+    check_target,
+    infer_task,
+    power_of_two_exponent,
+)
 from .exceptions import DatavalueError, InvalidDataError, InvalidParameterError, UnknownNameError
 
 __all__ = [
@@ -174,15 +180,6 @@ def _as_text(x: Any) -> Any:
     return np.asarray(x).astype(str)
 
 
-def _check_ids(ids: Any, n: int, name: str) -> np.ndarray:
-    a = np.asarray(ids)
-    if a.shape != (n,):
-        raise InvalidDataError(f"'{name}' must have one id per row ({n}); got shape {a.shape}.")
-    if a.dtype.kind in "iu":
-        return a.astype(np.int64)
-    return np.asarray([str(v) for v in a.tolist()], dtype=str)
-
-
 def _frozen(a: np.ndarray) -> np.ndarray:
     a = np.array(a, copy=True)
     a.setflags(write=False)
@@ -269,7 +266,7 @@ class Dataset:
             n_split = getattr(self, f"x_{split}").shape[0]
             ids = getattr(self, f"ids_{split}")
             ids = (np.arange(offset, offset + n_split, dtype=np.int64) if ids is None
-                   else _check_ids(ids, n_split, f"ids_{split}"))
+                   else check_ids(ids, n_split, f"ids_{split}", unique=False))
             offset += n_split
             seen.append(ids)
             object.__setattr__(self, f"ids_{split}", _frozen(ids))
@@ -433,9 +430,7 @@ class Dataset:
             Xa = check_features(X, "X")
             n_rows = Xa.shape[0]
             row_ids = np.arange(n_rows, dtype=np.int64) if ids is None else np.asarray(ids)
-        row_ids = _check_ids(row_ids, n_rows, "ids")
-        if len(np.unique(row_ids)) != n_rows:
-            raise InvalidDataError("The row ids ('ids', or the DataFrame's index) must be unique.")
+        row_ids = check_ids(row_ids, n_rows, "ids")  # a DataFrame's index, or given
         ya = check_target(y, "y", n_samples=n_rows, x_name="X")
         task = task or infer_task(ya)
         if task not in ("classification", "regression"):

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from ._validation import check_ids
 from .exceptions import InvalidDataError, InvalidParameterError
 
 __all__ = ["ValuationResult", "jsonable"]
@@ -48,23 +49,10 @@ def jsonable(obj: Any) -> Any:
 
 
 def _check_ids(ids: Any, n: int) -> np.ndarray:
-    """Row ids as an int64 or unicode array of ``n`` unique entries."""
+    """Row ids: 0..n-1 by default, else unique ints or strings (:func:`check_ids`)."""
     if ids is None:
         return np.arange(n, dtype=np.int64)
-    a = np.asarray(ids)
-    if a.shape != (n,):
-        raise InvalidDataError(f"'ids' must have shape ({n},) like 'values'; got {a.shape}.")
-    if a.dtype.kind in "iu":
-        a = a.astype(np.int64)
-    elif a.dtype.kind == "b" or a.dtype.kind == "f":
-        if a.dtype.kind == "f" and not np.all(np.mod(a, 1) == 0):
-            raise InvalidDataError("'ids' must be integers or strings.")
-        a = a.astype(np.int64)
-    else:
-        a = np.asarray([str(v) for v in a.tolist()], dtype=str)
-    if len(np.unique(a)) != n:
-        raise InvalidDataError("'ids' must be unique: each identifies one training row.")
-    return a.copy()
+    return check_ids(ids, n, "ids").copy()
 
 
 def _library_version() -> str:

@@ -108,22 +108,7 @@ def _check_name(name: str) -> None:
         raise InvalidParameterError(f"{name!r} is not a valid file name inside a run folder.")
 
 
-def _write_manifest(d: Path, state: str, files: dict[str, Any]) -> None:
-    from . import __version__
-
-    manifest = {
-        "schema": SCHEMA,
-        "version": SCHEMA_VERSION,
-        "state": state,
-        "library_version": __version__,
-        "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "files": dict(sorted(files.items())),
-    }
-    atomic_write_bytes(d / MANIFEST, (json.dumps(manifest, indent=2) + "\n").encode("utf-8"))
-
-
-def _prepared_manifest(d: Path, state: str, files: dict[str, Any]) -> Path:
-    """A manifest written and synced to a temporary file in ``d``, for ``os.replace``."""
+def _manifest_bytes(state: str, files: dict[str, Any]) -> bytes:
     from . import __version__
 
     manifest = {
@@ -131,9 +116,18 @@ def _prepared_manifest(d: Path, state: str, files: dict[str, Any]) -> Path:
         "library_version": __version__, "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "files": dict(sorted(files.items())),
     }
+    return (json.dumps(manifest, indent=2) + "\n").encode("utf-8")
+
+
+def _write_manifest(d: Path, state: str, files: dict[str, Any]) -> None:
+    atomic_write_bytes(d / MANIFEST, _manifest_bytes(state, files))
+
+
+def _prepared_manifest(d: Path, state: str, files: dict[str, Any]) -> Path:
+    """A manifest written and synced to a temporary file in ``d``, for ``os.replace``."""
     fd, tmp = tempfile.mkstemp(dir=d, prefix=f"{_STAGING_PREFIX}manifest-", suffix=".json")
     with os.fdopen(fd, "wb") as f:
-        f.write((json.dumps(manifest, indent=2) + "\n").encode("utf-8"))
+        f.write(_manifest_bytes(state, files))
         f.flush()
         os.fsync(f.fileno())
     os.chmod(tmp, 0o644)
