@@ -242,6 +242,37 @@ def test_two_writers_at_once_leave_one_complete_run(tmp_path):
         assert sorted(files) == ["result.json", "values.csv", "values.npz"]
 
 
+def test_a_second_writer_checking_before_the_lock_sees_only_our_names(tmp_path, monkeypatch):
+    """A writer checks the folder before it takes the lock (to fail before any work), so at every
+    step of another writer's save the folder must pass that check. Deterministic version of the
+    race that the two-process test above meets by chance: every rename and file creation of a
+    save into a new folder and into an earlier run is followed by the check."""
+    out = tmp_path / "out"
+    seen: list[str] = []
+    real_replace, real_mkstemp = os.replace, __import__("tempfile").mkstemp
+
+    def check() -> None:
+        if out.exists():
+            check_output_folder(out)
+            seen.append(",".join(sorted(os.listdir(out))))
+
+    def replace(src, dst):
+        check()
+        real_replace(src, dst)
+        check()
+
+    def mkstemp(*a, **k):
+        r = real_mkstemp(*a, **k)
+        check()
+        return r
+
+    monkeypatch.setattr(os, "replace", replace)
+    monkeypatch.setattr("tempfile.mkstemp", mkstemp)
+    _result(3, 1.0).save(out)
+    _result(4, 2.0).save(out)
+    assert len(seen) > 10  # the check really ran inside the saves
+
+
 def test_a_reader_waits_for_a_writer(tmp_path):
     """While a writer holds the folder, a reader blocks instead of reading a mix."""
     import threading

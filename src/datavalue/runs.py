@@ -41,7 +41,6 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from ._io import atomic_write_bytes
 from .exceptions import InvalidDataError, InvalidParameterError
 
 try:  # POSIX; on other systems writers are not serialised but the manifest still detects mixes.
@@ -72,7 +71,9 @@ _STAGING_PREFIX = ".datavalue-staging-"
 # ---------------------------------------------------------------------- manifest
 def _ours(name: str) -> bool:
     """Bookkeeping entries of a run folder (not user files)."""
-    return name in (MANIFEST, _LOCK) or name.startswith(_STAGING_PREFIX)
+    return (name in (MANIFEST, _LOCK) or name.startswith(_STAGING_PREFIX)
+            # a manifest temporary file left by a kill in an earlier version's manifest writes
+            or (name.startswith(f".{MANIFEST}.") and name.endswith(".tmp")))
 
 
 def _read_manifest(d: Path) -> dict[str, Any] | None:
@@ -120,7 +121,9 @@ def _manifest_bytes(state: str, files: dict[str, Any]) -> bytes:
 
 
 def _write_manifest(d: Path, state: str, files: dict[str, Any]) -> None:
-    atomic_write_bytes(d / MANIFEST, _manifest_bytes(state, files))
+    # Through a staging-named temporary file (not ``atomic_write_bytes``): a writer that checks
+    # the folder before taking the lock must see only names it knows to be ours.
+    os.replace(_prepared_manifest(d, state, files), d / MANIFEST)
 
 
 def _prepared_manifest(d: Path, state: str, files: dict[str, Any]) -> Path:
