@@ -26,6 +26,14 @@ from .exceptions import (
 )
 from .influence.influence import InfluenceFunction, InfluenceValuation, SelfInfluenceValuation
 from .models import MODELS, make_model
+from .recommend import (
+    MatrixFactorization,
+    Ratings,
+    RecommenderInfluence,
+    explain_recommendation,
+    load_ratings,
+    unlearn_ratings,
+)
 from .registry import METHODS, make_valuator
 from .result import ValuationResult
 from .utility import METRICS, Utility
@@ -78,6 +86,12 @@ __all__ = [
     "InfluenceFunction",
     "InfluenceValuation",
     "SelfInfluenceValuation",
+    "Ratings",
+    "load_ratings",
+    "MatrixFactorization",
+    "RecommenderInfluence",
+    "explain_recommendation",
+    "unlearn_ratings",
     "stopping",
     "evaluate",
     "compare",
