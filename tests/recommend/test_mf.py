@@ -16,8 +16,8 @@ from .conftest import tiny_ratings
 
 
 def _autograd_objective(layout: MFLayout, r: dv.Ratings, reg: float, reg_bias: float):
-    u, i = torch.as_tensor(r.user), torch.as_tensor(r.item)
-    y = torch.as_tensor(r.rating)
+    u, i = torch.from_numpy(r.user.copy()), torch.from_numpy(r.item.copy())
+    y = torch.from_numpy(r.rating.copy())
 
     def f(theta):
         mu, bu, bi, p, q = layout.split(theta)
@@ -49,7 +49,7 @@ def test_gradient_and_hessian_match_torch_func():
 
 def layout_pred(lay, r, theta):
     mu, bu, bi, p, q = lay.split(theta)
-    u, i = torch.as_tensor(r.user), torch.as_tensor(r.item)
+    u, i = torch.from_numpy(r.user.copy()), torch.from_numpy(r.item.copy())
     return mu + bu[u] + bi[i] + (p[u] * q[i]).sum(1)
 
 

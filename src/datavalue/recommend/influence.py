@@ -210,7 +210,12 @@ class RecommenderInfluence:
         return idx, -2.0 * self.e[idx] * dot
 
     def _codes(self, user: Any, item: Any) -> tuple[int, int]:
-        return self.train.user_code(user, "user"), self.train.item_code(item, "item")
+        u, i = self.train.user_code(user, "user"), self.train.item_code(item, "item")
+        if len(self._by_user[u]) == 0:
+            raise InvalidParameterError(
+                f"'user' {user!r} has no training ratings: the model predicts the same for them "
+                "as for anyone new (mu + item bias), and none of their ratings can explain it.")
+        return u, i
 
     def prediction_influence(self, user: Any, item: Any, *, scope: str = "restricted"
                              ) -> np.ndarray:

@@ -273,12 +273,23 @@ def newton_refine(problem: MFProblem, theta: Tensor, *, tol: float, max_steps: i
         if slope >= 0:  # not a descent direction (should not happen): steepest descent
             d, slope = -g, -float(g @ g)
         t = 1.0
-        while True:
+        cand = theta + d
+        fc = problem.value(cand)
+        if abs(slope) < 1e-12 * max(abs(f), 1.0):
+            # The predicted decrease is below the objective's rounding: the line search cannot
+            # tell steps apart, but the gradient can. Take the full Newton step if it shrinks
+            # the gradient (the quadratic convergence region), else stop.
+            gc = problem.gradient(cand)
+            if mask is not None:
+                gc = gc * mask
+            if float(gc.abs().max()) >= gnorm:
+                return theta, step, gnorm
+            theta, f = cand, fc
+            continue
+        while fc > f + 1e-4 * t * slope and t >= 1e-10:
+            t *= 0.5
             cand = theta + t * d
             fc = problem.value(cand)
-            if fc <= f + 1e-4 * t * slope or t < 1e-10:
-                break
-            t *= 0.5
         if fc > f:  # no decrease even at a tiny step: as stationary as floating point allows
             return theta, step, gnorm
         theta, f = cand, fc

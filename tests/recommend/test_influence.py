@@ -1,0 +1,188 @@
+"""Influence of training ratings on predictions (FIA-restricted and full) against dense solves
+and actual retraining; Newton-step unlearning of a user and a movie against retraining."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import datavalue as dv
+from datavalue.exceptions import InvalidParameterError
+from datavalue.recommend import RecommenderInfluence, retrain, unlearn_ratings
+
+from .conftest import tiny_ratings
+
+
+@pytest.fixture(scope="module")
+def tiny_fit():
+    r = tiny_ratings(seed=4, n_users=8, n_items=10, density=0.7)
+    return r, dv.MatrixFactorization(n_factors=2, reg=1.0, tol=1e-12).fit(r)
+
+
+def _dense_hessian(model, r):
+    prob = model.problem(r)
+    eye = torch.eye(model.layout_.size, dtype=torch.float64)
+    return torch.stack([prob.hvp(model.theta_, e) for e in eye])
+
+
+def _grad_loss(model, r, j):
+    """d (r_j - r_hat_j)^2 / d theta, by autograd."""
+    lay = model.layout_
+    u, i, y = int(r.user[j]), int(r.item[j]), float(r.rating[j])
+
+    def loss(theta):
+        mu, bu, bi, p, q = lay.split(theta)
+        return (y - (mu[0] + bu[u] + bi[i] + p[u] @ q[i])) ** 2
+
+    return torch.func.grad(loss)(model.theta_.clone())
+
+
+def test_full_influence_equals_a_dense_solve(tiny_fit):
+    r, m = tiny_fit
+    h = _dense_hessian(m, r)
+    inf = RecommenderInfluence(m, r)
+    uid, iid = "u3", "m5"
+    scores = inf.prediction_influence(uid, iid, scope="full")
+    g_f = inf._target_gradient(r.user_code(uid), r.item_code(iid))
+    # the Hessian has the factorization's rotation symmetry as (near) null space, in which
+    # neither gradient has a component: the pseudo-inverse is the reference
+    s = torch.linalg.pinv(h, hermitian=True, rtol=1e-10) @ g_f
+    expected = np.array([-float(_grad_loss(m, r, j) @ s) for j in range(r.n_ratings)])
+    np.testing.assert_allclose(scores, expected, rtol=1e-5, atol=1e-9)
+
+
+def test_restricted_influence_is_the_dense_solve_on_the_users_and_items_parameters(tiny_fit):
+    r, m = tiny_fit
+    h = _dense_hessian(m, r)
+    lay = m.layout_
+    u, i = r.user_code("u2"), r.item_code("m7")
+    sel = torch.as_tensor(lay.indices(np.array([u]), np.array([i]), mu=False))
+    inf = RecommenderInfluence(m, r)
+    g_f = inf._target_gradient(u, i)
+    s = torch.zeros(lay.size, dtype=torch.float64)
+    s[sel] = torch.linalg.solve(h[sel][:, sel], g_f[sel])
+    expected = np.array([-float(_grad_loss(m, r, j) @ s) for j in range(r.n_ratings)])
+    scores = inf.prediction_influence("u2", "m7", scope="restricted")
+    np.testing.assert_allclose(scores, expected, rtol=1e-8, atol=1e-12)
+    touched = (r.user == u) | (r.item == i)
+    assert np.all(scores[~touched] == 0) and np.any(scores[touched] != 0)
+
+
+def test_influence_predicts_actual_retraining(small_model, small_split):
+    """Remove the rating with the largest predicted influence on a held-out prediction, retrain
+    to the same tolerance (Newton steps from the optimum), compare the actual change with the
+    predicted one over 30 (user, item, removed rating) triples. Measured: Pearson 0.993 (full)
+    and 0.993 (restricted); required: 0.95 and 0.9 (the issue's bars; first-order influence
+    misses the curvature change of removing one of a user's few ratings)."""
+    train, test = small_split
+    m = small_model
+    inf = RecommenderInfluence(m, train)
+    rng = np.random.default_rng(0)
+    picks = rng.choice(test.n_ratings, 30, replace=False)
+    actual, full, restricted = [], [], []
+    for j in picks:
+        u, i = int(test.user[j]), int(test.item[j])
+        uid, iid = train.user_ids[u], train.item_ids[i]
+        s_full = inf.prediction_influence(uid, iid, scope="full")
+        s_restr = inf.prediction_influence(uid, iid, scope="restricted")
+        k = int(np.argmax(np.abs(s_full)))
+        refit = retrain(m, train.subset(np.arange(train.n_ratings) != k), warm=True)
+        assert refit.fit_info_["gradient_max"] < 1e-9
+        before = m.predict_codes([u], [i])[0]
+        after = refit.predict_codes([u], [i])[0]
+        actual.append(before - after)
+        full.append(s_full[k])
+        restricted.append(s_restr[k])
+    r_full = np.corrcoef(actual, full)[0, 1]
+    r_restr = np.corrcoef(actual, restricted)[0, 1]
+    print(f"Pearson full {r_full:.4f}, restricted {r_restr:.4f}")
+    assert r_full >= 0.95, r_full
+    assert r_restr >= 0.9, r_restr
+
+
+def test_loss_influence_sign_convention(small_model, small_split):
+    """Positive = helpful: removing the rating raises the held-out squared error."""
+    train, test = small_split
+    m = small_model
+    inf = RecommenderInfluence(m, train)
+    u, i, y = int(test.user[0]), int(test.item[0]), float(test.rating[0])
+    uid, iid = train.user_ids[u], train.item_ids[i]
+    scores = inf.loss_influence(uid, iid, y, scope="full")
+    for k in (int(np.argmax(scores)), int(np.argmin(scores))):
+        refit = retrain(m, train.subset(np.arange(train.n_ratings) != k), warm=True)
+        err0 = (y - m.predict_codes([u], [i])[0]) ** 2
+        err1 = (y - refit.predict_codes([u], [i])[0]) ** 2
+        assert np.sign(err1 - err0) == np.sign(scores[k])
+
+
+def test_explain_lists_the_ratings_with_titles(small_model, small_split, movielens_file):
+    train, test = small_split
+    uid, iid = train.user_ids[test.user[0]], train.item_ids[test.item[0]]
+    expl = dv.explain_recommendation(small_model, train, uid, iid, k=4)
+    assert expl.scope == "restricted" and expl.seconds < 0.5
+    assert len(expl.helpful) == 4 and (expl.helpful["score"] > 0).all()
+    assert (expl.harmful["score"] < 0).all()
+    assert (np.diff(expl.helpful["score"]) <= 0).all()
+    assert set(expl.helpful.columns) >= {"row_id", "title", "rating", "score", "why"}
+    # row ids point into the source file
+    src = np.load(movielens_file)
+    row = expl.helpful.iloc[0]
+    assert src["item_title"][src["item"][row.row_id]] == row.title
+    assert float(src["rating"][row.row_id]) == row.rating
+    text = expl.to_text()
+    assert "because you rated" in text and str(uid) in text
+
+
+def test_unlearning_a_user_and_a_movie_moves_toward_retraining(small_model, small_split):
+    """One Newton step on the affected parameters: the held-out predictions get closer to a
+    model retrained without the data (from scratch and from the optimum) than the original
+    model's, and held-out RMSE stays within 0.5% of the retrained model's."""
+    train, test = small_split
+    m = small_model
+    counts = np.bincount(train.item, minlength=train.n_items)
+    users = np.flatnonzero(np.bincount(train.user, minlength=train.n_users))
+    for kw in ({"user": train.user_ids[users[3]]}, {"item": train.item_ids[np.argmax(counts)]}):
+        res = unlearn_ratings(m, train, **kw)
+        assert res.remaining.n_ratings + res.removed.n_ratings == train.n_ratings
+        gone = np.isin(test.user, res.removed.user) if "user" in kw \
+            else np.isin(test.item, res.removed.item)
+        held = test.subset(~gone)
+        scratch = retrain(m, res.remaining, warm=False)
+        warm = retrain(m, res.remaining, warm=True)
+        for ref in (scratch, warm):
+            p_ref = ref.predict_codes(held.user, held.item)
+            gap_orig = np.sqrt(np.mean((m.predict_codes(held.user, held.item) - p_ref) ** 2))
+            gap_new = np.sqrt(np.mean((res.model.predict_codes(held.user, held.item) - p_ref)
+                                      ** 2))
+            assert gap_new < gap_orig, (kw, gap_new, gap_orig)
+            assert abs(res.model.rmse(held) / ref.rmse(held) - 1) < 0.005
+    # a removed user's parameters are exactly the penalty's optimum: zero
+    res = unlearn_ratings(m, train, user=train.user_ids[users[0]])
+    assert np.allclose(res.model.user_factors_[users[0]], 0, atol=1e-10)
+    assert abs(res.model.user_bias_[users[0]]) < 1e-10
+
+
+def test_unlearning_bad_selections(small_model, small_split):
+    train, _ = small_split
+    with pytest.raises(InvalidParameterError, match="exactly one"):
+        unlearn_ratings(small_model, train)
+    with pytest.raises(InvalidParameterError, match="'user' is 99999"):
+        unlearn_ratings(small_model, train, user=99999)
+    with pytest.raises(InvalidParameterError, match="every training rating"):
+        unlearn_ratings(small_model, train, remove=np.ones(train.n_ratings, bool))
+    with pytest.raises(InvalidParameterError, match="matches no"):
+        unlearn_ratings(small_model, train, before=0)
+    with pytest.raises(InvalidParameterError, match="'remove'"):
+        unlearn_ratings(small_model, train, remove=[train.n_ratings + 5])
+    with pytest.raises(InvalidParameterError, match="'scope'"):
+        RecommenderInfluence(small_model, train).prediction_influence(
+            train.user_ids[train.user[0]], train.item_ids[train.item[0]], scope="fia")
+
+
+def test_a_user_with_no_training_ratings_is_refused_for_explanations(small_model, small_split):
+    train, _ = small_split
+    absent = np.setdiff1d(np.arange(train.n_users), train.user)[0]
+    with pytest.raises(InvalidParameterError, match="no training ratings"):
+        RecommenderInfluence(small_model, train).explain(train.user_ids[absent],
+                                                         train.item_ids[train.item[0]])
