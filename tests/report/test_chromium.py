@@ -188,3 +188,28 @@ def test_image_report_reads_on_a_phone(digits_folder, tmp_path):
     assert result["scroll_width"] <= result["client_width"], "the page scrolls sideways"
     assert result["narrowest_figure"] >= 300
     assert result["broken_tokens"] == []
+
+
+def test_recommendation_and_unlearning_views_read_on_a_phone(shared_data, tmp_path):
+    """The recommendation-explanation view (long movie titles in tables) and the unlearning
+    summary at 390 px: no sideways scrolling, no number broken inside a cell."""
+    import numpy as np
+    import pandas as pd
+
+    from datavalue.cli import main
+
+    with np.load(shared_data / "movielens.npz") as f:
+        rows = np.flatnonzero(np.isin(f["user"], np.arange(0, 671, 11)))
+        pd.DataFrame({"user": f["user"][rows], "item": f["item"][rows],
+                      "rating": f["rating"][rows],
+                      "title": f["item_title"][f["item"][rows]]}).to_csv(
+            tmp_path / "log.csv", index=False)
+    data = ["--data", str(tmp_path / "log.csv"), "--title-column", "title", "--factors", "4"]
+    assert main(["recommend", *data, "--user", "22", "--k", "4", "--explain",
+                 "--out", str(tmp_path / "rec")]) == 0
+    assert main(["unlearn", *data, "--user", "22", "--out", str(tmp_path / "unl")]) == 0
+    for folder in ("rec", "unl"):
+        report = build_report(tmp_path / folder, progress=False)
+        result = _probe_in_frame(report, tmp_path, 390)
+        assert result["scroll_width"] <= result["client_width"], (folder, "scrolls sideways")
+        assert result["broken_tokens"] == [], folder

@@ -10,6 +10,8 @@ guided demo.
     datavalue fix results/bc                         # review labels in ranked order (Koh & Liang)
     datavalue report results/bc                      # one self-contained report.html
     datavalue compare --data breast_cancer --methods data-oob,knn-shapley,loo --out results/cmp
+    datavalue recommend --data movielens --user 15 --explain  # "because you rated ..."
+    datavalue unlearn --data movielens --user 15 --out unl    # remove a user's ratings
 
 Methods and models come from the registries :data:`datavalue.METHODS` and
 :data:`datavalue.MODELS`, so a new method is on the command line as soon as it is registered.
@@ -25,13 +27,14 @@ import sys
 
 from .. import __version__
 from ..exceptions import DatavalueError
-from . import actions, compare, demo, evaluate, explain, report, value
+from . import actions, compare, demo, evaluate, explain, recommend, report, value
 from ._common import PROG, _file_error, _is_file_error, _one_line, _wrap
 from .actions import _cmd_clean, _cmd_fix
 from .compare import _cmd_compare
 from .demo import _cmd_demo
 from .evaluate import _cmd_evaluate
 from .explain import _cmd_explain
+from .recommend import _cmd_recommend, _cmd_unlearn
 from .report import _cmd_report
 from .value import _cmd_value
 
@@ -71,6 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     actions.add_fix_parser(sub, fmt).set_defaults(func=_cmd_fix)
     report.add_parser(sub, fmt).set_defaults(func=_cmd_report)
     explain.add_parser(sub, fmt).set_defaults(func=_cmd_explain)
+    recommend.add_recommend_parser(sub, fmt).set_defaults(func=_cmd_recommend)
+    recommend.add_unlearn_parser(sub, fmt).set_defaults(func=_cmd_unlearn)
     return parser
 
 

@@ -63,7 +63,8 @@ class RecommendationExplanation:
     ``helpful`` and ``harmful`` are DataFrames with columns row_id (the rating's id in the
     source), user_id, item_id, title, rating, score (the predicted rating's change due to that
     rating; positive = raised it) and why ("you rated" for the user's own ratings, "others
-    rated this item" for other users' ratings of the item)."""
+    rated this item" for other users' ratings of the item). ``because`` and ``despite`` are the
+    same for the user's own ratings only: "you were recommended X because you rated Y"."""
 
     user_id: Any
     item_id: Any
@@ -72,6 +73,8 @@ class RecommendationExplanation:
     scope: str
     helpful: Any
     harmful: Any
+    because: Any
+    despite: Any
     seconds: float
     scores: np.ndarray = field(repr=False)
 
@@ -79,8 +82,9 @@ class RecommendationExplanation:
         lines = [f"user {self.user_id!r}: predicted {self.predicted:.2f} for {self.title!r} "
                  f"(item {self.item_id!r}; influence over {self.scope} parameters)"]
         for title, frame, word in (("because you rated (raised the prediction):",
-                                    self.helpful, "+"), ("despite (lowered it):", self.harmful,
-                                                         "")):
+                                    self.because, ""), ("despite (lowered it):", self.despite, ""),
+                                   ("all ratings, most raising:", self.helpful, ""),
+                                   ("all ratings, most lowering:", self.harmful, "")):
             lines.append("  " + title)
             if len(frame) == 0:
                 lines.append("    (none)")
@@ -275,12 +279,16 @@ class RecommenderInfluence:
 
         pos = cand[np.argsort(-scores[cand], kind="stable")]
         neg = cand[np.argsort(scores[cand], kind="stable")]
-        helpful = table(np.searchsorted(cand, pos[scores[pos] > 0]))
-        harmful = table(np.searchsorted(cand, neg[scores[neg] < 0]))
+        own_pos = pos[(scores[pos] > 0) & (tr.user[pos] == u)]
+        own_neg = neg[(scores[neg] < 0) & (tr.user[neg] == u)]
         return RecommendationExplanation(
             user_id=tr.user_ids[u], item_id=tr.item_ids[i], title=tr.title(i),
             predicted=float(self.model.predict_codes([u], [i])[0]), scope=scope,
-            helpful=helpful, harmful=harmful, seconds=seconds, scores=scores)
+            helpful=table(np.searchsorted(cand, pos[scores[pos] > 0])),
+            harmful=table(np.searchsorted(cand, neg[scores[neg] < 0])),
+            because=table(np.searchsorted(cand, own_pos)),
+            despite=table(np.searchsorted(cand, own_neg)),
+            seconds=seconds, scores=scores)
 
 
 def _groups(codes: np.ndarray, n: int) -> list[np.ndarray]:

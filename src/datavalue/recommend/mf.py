@@ -531,3 +531,74 @@ class MatrixFactorization:
         if r.item_titles is not None:
             out["item_titles"] = r.item_titles
         return out
+
+
+# ---------------------------------------------------------------------------- persistence
+def _fingerprint(r: Ratings) -> str:
+    """SHA-256 of a ratings log's content (codes, ratings, row ids, id tables)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for a in (r.user, r.item, r.rating, r.row_id.astype(str), r.user_ids.astype(str),
+              r.item_ids.astype(str)):
+        h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()
+
+
+def model_bytes(model: MatrixFactorization) -> bytes:
+    """The fitted model as ``.npz`` bytes: parameters, settings, id tables and the row ids of
+    its training ratings (the ratings themselves stay in the user's log)."""
+    import io
+    import json
+
+    model._check_fitted()
+    r = model.ratings_
+    arrays = {k: v for k, v in model.to_arrays().items() if k != "item_titles"}
+    arrays["train_row_ids"] = r.row_id.astype(str)
+    arrays["meta"] = np.array(json.dumps({
+        "format": "datavalue-mf", "version": 1, "n_factors": int(model.n_factors),
+        "reg": float(model.reg), "reg_bias": float(model.reg_bias_), "tol": float(model.tol),
+        "max_als": int(model.max_als), "random_state": model.random_state,
+        "train_fingerprint": _fingerprint(r), "fit_info": model.fit_info_}))
+    arrays["user_ids"] = arrays["user_ids"].astype(str)
+    arrays["item_ids"] = arrays["item_ids"].astype(str)
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    return buf.getvalue()
+
+
+def load_model(path: Any, ratings: Ratings) -> MatrixFactorization:
+    """A model saved by :func:`model_bytes`, with its training ratings taken from ``ratings``
+    (the full log it was fitted on, or a superset with the same ids). A model of another log,
+    or a log that changed since, is refused."""
+    import json
+    from pathlib import Path
+
+    from ..exceptions import InvalidDataError
+
+    p = Path(path)
+    if not p.is_file():
+        raise InvalidParameterError(f"The model file {str(p)!r} does not exist.")
+    with np.load(p, allow_pickle=False) as f:
+        try:
+            meta = json.loads(str(f["meta"]))
+            arrays = {k: f[k] for k in f.files}
+        except (KeyError, ValueError) as exc:
+            raise InvalidDataError(f"{str(p)!r} is not a datavalue recommender model.") from exc
+    if meta.get("format") != "datavalue-mf":
+        raise InvalidDataError(f"{str(p)!r} is not a datavalue recommender model.")
+    if not (np.array_equal(arrays["user_ids"], ratings.user_ids.astype(str))
+            and np.array_equal(arrays["item_ids"], ratings.item_ids.astype(str))):
+        raise InvalidDataError(f"The model in {str(p)!r} was fitted on another ratings log "
+                               "(its user or item ids differ from --data's).")
+    train = ratings.subset(np.isin(ratings.row_id.astype(str), arrays["train_row_ids"]))
+    if _fingerprint(train) != meta["train_fingerprint"]:
+        raise InvalidDataError(f"The ratings behind the model in {str(p)!r} changed since it was "
+                               "fitted (or are missing from --data); fit it again.")
+    m = MatrixFactorization(meta["n_factors"], meta["reg"], meta["reg_bias"], tol=meta["tol"],
+                            max_als=meta["max_als"], random_state=meta["random_state"])
+    m.layout_ = MFLayout(train.n_users, train.n_items, meta["n_factors"])
+    m.ratings_ = train
+    m.theta_ = torch.from_numpy(np.array(arrays["theta"], np.float64))
+    m.fit_info_ = dict(meta.get("fit_info") or {})
+    return m

@@ -304,6 +304,65 @@ def _explain_sections(d: Path, k: int, max_examples: int = 12) -> list[Section]:
              "".join(parts))]
 
 
+def _recommend_sections(d: Path) -> list[Section]:
+    """The recommendation-explanation view: each recommended item with the user's own ratings
+    that raised and lowered its prediction, and the other users' ratings that moved it most."""
+    rec = _read_json(d / "recommendations.json")
+    parts = [h.kv([("user", rec.get("user_id")), ("their ratings", rec.get("n_user_ratings")),
+                   ("data", rec.get("data")), ("model", json.dumps(rec.get("model"))),
+                   ("influence over", rec.get("scope") or "(no explanations: run with "
+                                                            "--explain)")])]
+    parts.append("<p>Score: the change of the predicted rating that a training rating causes "
+                 "(influence functions: the predicted effect of removing it and retraining). "
+                 "Positive = it raised the prediction.</p>")
+    for r in rec.get("recommendations", []):
+        head = (f"{r['rank']}. {h.esc(str(r['title']))} "
+                f"<span class='muted'>(item {h.esc(str(r['item_id']))}, predicted "
+                f"{float(r['predicted']):.2f})</span>")
+        body = []
+        for key, title in (("because", "Because you rated"), ("despite", "Despite your"),
+                           ("helpful", "All ratings that raised it most"),
+                           ("harmful", "All ratings that lowered it most")):
+            rows = r.get(key)
+            if not rows:
+                continue
+            frame = pd.DataFrame(rows)
+            cols = [c for c in ("title", "rating", "score", "user_id", "row_id")
+                    if c in frame.columns and (key in ("helpful", "harmful") or c != "user_id")]
+            body.append(f'<div class="group"><h4>{title}</h4>'
+                        f'<div class="scroll">{h.frame_table(frame[cols], digits=3)}</div></div>')
+        parts.append(f"<h3>{head}</h3>" + ("".join(body) or "<p class='muted'>(not explained)"
+                                                              "</p>"))
+    return [("recommend", f"Recommendations for user {rec.get('user_id')}", "".join(parts))]
+
+
+def _unlearn_sections(d: Path) -> list[Section]:
+    u = _read_json(d / "unlearning.json")
+    rm, other = u["removed_ratings"], u["other_ratings"]
+    pairs = [("removed", f"{u['removed']['n_ratings']} ratings ({u['removed']['what']} "
+                         f"{u['removed']['value']})"),
+             ("Newton step", f"{u['seconds'] * 1000:.0f} ms on {u['n_parameters_updated']} "
+                             "parameters"),
+             ("removed ratings, RMSE before -> after", f"{rm['rmse_before']:.3f} -> "
+                                                        f"{rm['rmse_after']:.3f}"),
+             ("other ratings, mean / max |change|", f"{other['mean_abs_change']:.4f} / "
+                                                     f"{other['max_abs_change']:.3f}"),
+             ("other ratings, RMSE before -> after", f"{other['rmse_before']:.4f} -> "
+                                                      f"{other['rmse_after']:.4f}")]
+    if "verify" in u:
+        v = u["verify"]
+        pairs += [("retraining (check)", f"{v['retrain_seconds']:.1f} s, "
+                                          f"{v['speedup']:.0f}x the step"),
+                  ("gap to the retrained model", f"{v['gap_original_vs_retrained']:.4f} "
+                   f"(original) -> {v['gap_unlearned_vs_retrained']:.4f} (unlearned)")]
+    body = h.kv(pairs)
+    if (d / "prediction_changes.csv").is_file():
+        changes = pd.read_csv(d / "prediction_changes.csv", nrows=15)
+        body += ("<h3>Largest prediction changes</h3><div class='scroll'>"
+                 f"{h.frame_table(changes, digits=3)}</div>")
+    return [("unlearn", "Unlearning: ratings removed without retraining", body)]
+
+
 # ---------------------------------------------------------------------------- entry point
 def build_report(
     directory: str | os.PathLike,
@@ -361,11 +420,18 @@ def build_report(
     if explanation_files(d):
         sections += _explain_sections(d, k)
         kinds.append("explanation")
+    if (d / "recommendations.json").is_file():
+        sections += _recommend_sections(d)
+        kinds.append("recommendations")
+    if (d / "unlearning.json").is_file():
+        sections += _unlearn_sections(d)
+        kinds.append("unlearning")
     if not sections:
         raise InvalidParameterError(
             f"{str(d)!r} holds no results: give a folder written by 'datavalue value', "
-            "'datavalue compare' or 'datavalue explain' (result.json + dataset.npz, "
-            "compare.json, or explanation.json + dataset.npz)."
+            "'compare', 'explain', 'recommend' or 'unlearn' (result.json + dataset.npz, "
+            "compare.json, explanation.json + dataset.npz, recommendations.json or "
+            "unlearning.json)."
         )
     from .. import __version__
 
