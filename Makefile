@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 TORCH_VERSION ?= 2.13.0
 EXTRAS ?= torch,ray,dev
 
-.PHONY: demo test install bench bench-shapley bench-influence bench-dvrl bench-tables bench-all lint clean
+.PHONY: demo test install bench bench-shapley bench-influence bench-dvrl bench-tables bench-recommend bench-all lint clean
 
 $(BIN)/datavalue: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,7 +42,10 @@ bench-dvrl: install
 bench-tables: install
 	$(BIN)/python benchmarks/bench_tables.py
 
-bench-all: bench bench-shapley bench-influence bench-dvrl bench-tables
+bench-recommend: install
+	$(BIN)/python benchmarks/bench_recommend.py
+
+bench-all: bench bench-shapley bench-influence bench-dvrl bench-tables bench-recommend
 
 lint: install
 	$(BIN)/ruff check src tests benchmarks
