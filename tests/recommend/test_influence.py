@@ -186,3 +186,60 @@ def test_a_user_with_no_training_ratings_is_refused_for_explanations(small_model
     with pytest.raises(InvalidParameterError, match="no training ratings"):
         RecommenderInfluence(small_model, train).explain(train.user_ids[absent],
                                                          train.item_ids[train.item[0]])
+
+
+class _TorchMF(torch.nn.Module):
+    """A user's own recommender: embeddings and biases, input = (user, item) index pairs."""
+
+    def __init__(self, n_users: int, n_items: int, k: int) -> None:
+        super().__init__()
+        self.mu = torch.nn.Parameter(torch.zeros(1))
+        self.user_bias = torch.nn.Embedding(n_users, 1)
+        self.item_bias = torch.nn.Embedding(n_items, 1)
+        self.user = torch.nn.Embedding(n_users, k)
+        self.item = torch.nn.Embedding(n_items, k)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        u, i = x[:, 0], x[:, 1]
+        return (self.mu + self.user_bias(u)[:, 0] + self.item_bias(i)[:, 0]
+                + (self.user(u) * self.item(i)).sum(1))
+
+
+# The factorization's rotation symmetry (P -> P R, Q -> Q R) leaves one zero eigenvalue here
+# (k = 2); the exact solver says so and drops it, which is the pseudo-inverse the reference uses.
+@pytest.mark.filterwarnings("ignore:H \\+ damping\\*I:RuntimeWarning")
+def test_a_torch_embedding_model_goes_through_the_torch_influence_path(tiny_fit):
+    """A torch module with user/item embeddings (here holding the fitted parameters) through
+    ``InfluenceFunction``: its influence equals the closed-form Hessian's, solved densely over
+    the same parameters (``mu`` held fixed: ``weight_decay`` would penalise it)."""
+    r, m = tiny_fit
+    lay = m.layout_
+    mu, bu, bi, p, q = lay.split(m.theta_)
+    net = _TorchMF(lay.n_users, lay.n_items, lay.k).double()
+    with torch.no_grad():
+        net.mu.copy_(mu)
+        net.user_bias.weight.copy_(bu[:, None])
+        net.item_bias.weight.copy_(bi[:, None])
+        net.user.weight.copy_(p)
+        net.item.weight.copy_(q)
+    x = torch.from_numpy(np.stack([r.user, r.item], 1).astype(np.int64))
+    y = torch.from_numpy(r.rating.copy())
+    n = r.n_ratings
+    # mean objective (1/n) sum e^2 + (wd/2)||theta||^2 = (sum objective with reg = n wd / 2) / n
+    inf = dv.InfluenceFunction(
+        net, torch.nn.MSELoss(), solver="exact", weight_decay=2 * m.reg / n,
+        params=["user_bias", "item_bias", "user", "item"]).fit(x, y)
+    x_test = torch.tensor([[r.user_code("u1"), r.item_code("m2")]])
+    y_test = torch.tensor([4.0], dtype=torch.float64)
+    scores = inf.influence(x_test, y_test)[0]
+    # reference: the closed-form Hessian without mu's row and column, solved densely
+    h = _dense_hessian(m, r)[1:, 1:]
+    pred = float(m.predict_codes([r.user_code("u1")], [r.item_code("m2")])[0])
+    g_test = -2 * (4.0 - pred) * inf_target(m, r)[1:]
+    s = torch.linalg.solve(h, g_test)
+    expected = np.array([float(_grad_loss(m, r, j)[1:] @ s) for j in range(n)])
+    np.testing.assert_allclose(scores, expected, rtol=1e-6, atol=1e-10)
+
+
+def inf_target(m, r):
+    return RecommenderInfluence(m, r)._target_gradient(r.user_code("u1"), r.item_code("m2"))
