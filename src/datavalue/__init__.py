@@ -26,14 +26,6 @@ from .exceptions import (
 )
 from .influence.influence import InfluenceFunction, InfluenceValuation, SelfInfluenceValuation
 from .models import MODELS, make_model
-from .recommend import (
-    MatrixFactorization,
-    Ratings,
-    RecommenderInfluence,
-    explain_recommendation,
-    load_ratings,
-    unlearn_ratings,
-)
 from .registry import METHODS, make_valuator
 from .result import ValuationResult
 from .utility import METRICS, Utility
@@ -103,3 +95,17 @@ __all__ = [
     "InvalidParameterError",
     "UnknownNameError",
 ]
+
+
+#: Names of :mod:`datavalue.recommend`, imported on first use: they need torch, which
+#: ``import datavalue`` does not load (most methods never use it).
+_RECOMMEND = ("MatrixFactorization", "Ratings", "RecommenderInfluence", "explain_recommendation",
+              "load_ratings", "unlearn_ratings")
+
+
+def __getattr__(name: str):
+    if name in _RECOMMEND:
+        from . import recommend
+
+        return getattr(recommend, name)
+    raise AttributeError(f"module 'datavalue' has no attribute {name!r}")

@@ -318,8 +318,10 @@ class UnlearnedRecommender:
     n_parameters_updated : int
     seconds : float
     gradient_max : float
-        Largest entry of the remaining objective's gradient at the new parameters (0 at an
-        exact optimum; compare with the original's at its own data).
+        Largest entry of the remaining objective's gradient over the updated parameters at
+        their new values (0 after an exact Newton step on a quadratic; the other parameters
+        keep the gradient the removal gives them: one Newton step does not propagate the
+        change to users and items the removed ratings do not touch).
     """
 
     model: MatrixFactorization
@@ -414,19 +416,31 @@ def _unlearn(model: MatrixFactorization, train: Ratings, remove: Any, user: Any,
     items_f[removed.item] = True
     local = remaining.subset(users_f[remaining.user] | items_f[remaining.item])
     prob = MFProblem(lay, local.user, local.item, local.rating, model.reg, model.reg_bias_)
-    full = model.problem(remaining)  # mu is shared by every rating
     n_remaining = float(remaining.n_ratings)
-    theta = model.theta_.clone()
-    for _ in range(newton_steps):
+    n_far = n_remaining - local.n_ratings
+    # mu is shared by every rating; the ratings that touch no free parameter ("far") change
+    # their residual only through mu, so their sum is updated, not recomputed: one pass over
+    # the data here, none per step (the step then costs what the local ratings cost).
+    theta0 = model.theta_
+    far_sum0 = float(np.sum(remaining.rating - model.predict_codes(remaining.user,
+                                                                   remaining.item)))
+    far_sum0 -= float(prob.residuals(theta0).sum())
+
+    def gradient(theta: Tensor) -> Tensor:
         g = prob.gradient(theta)
-        g[0] = full.gradient(theta)[0]
-        g = g * free
+        far = far_sum0 - n_far * float(theta[0] - theta0[0])
+        g[0] += -2.0 * far
+        return g * free
+
+    theta = theta0.clone()
+    for _ in range(newton_steps):
+        g = gradient(theta)
 
         def mv(v: Tensor, theta: Tensor = theta) -> Tensor:
             hv = prob.hvp(theta, v * free)
             # mu's row and column: the local ratings are all that couple mu to the free
-            # parameters, so only the mu-mu entry (2 n) needs the full count.
-            hv[0] += 2.0 * (n_remaining - local.n_ratings) * v[0]
+            # parameters, so only the mu-mu entry (2 n) needs the far ratings' count.
+            hv[0] += 2.0 * n_far * v[0]
             return hv * free
 
         pre_inner = prob.block_preconditioner(theta)
@@ -445,7 +459,7 @@ def _unlearn(model: MatrixFactorization, train: Ratings, remove: Any, user: Any,
         theta = theta + d
     new = model.with_params(theta)
     new.ratings_ = remaining
-    gmax = float(full.gradient(theta).abs().max())
+    gmax = float(gradient(theta).abs().max())
     seconds = time.perf_counter() - start
     n_upd = int(free.sum().item())
     new.fit_info_ = {"unlearned": int(mask.sum()), "newton_steps": newton_steps,
