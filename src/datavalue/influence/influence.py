@@ -276,13 +276,23 @@ class InfluenceFunction(BaseEstimator):
         solver = self._make_solver()
         x_np = y_np = None
         n_train = None
-        if not isinstance(self.model, torch.nn.Module):
+        from .pipelines import PipelineInput, split_pipeline
+
+        estimator = self.model
+        self.pipeline_input_ = None
+        parts = split_pipeline(self.model)
+        if parts is not None:
+            pre, estimator = parts
+            if pre is not None:
+                self.pipeline_input_ = PipelineInput(pre)
+                x_train = self.pipeline_input_.transform(x_train, "x_train")
+        if not isinstance(estimator, torch.nn.Module):
             from .._validation import check_xy
 
             x_np, y_np = check_xy(x_train, y_train, x_name="x_train", y_name="y_train")
             n_train = len(x_np)
         model = wrap_model(
-            self.model,
+            estimator,
             self.loss,
             x_train=x_np,
             y_train=y_np,
@@ -345,8 +355,22 @@ class InfluenceFunction(BaseEstimator):
                 "This InfluenceFunction is not fitted: call fit(x_train, y_train) first."
             )
 
+    def _exported(self, flat: Any) -> Any:
+        """The user's model with parameters ``flat``: for a Pipeline, a copy whose final step
+        has them (the preprocessing is kept as fitted)."""
+        est = self.model_.export(flat)
+        if getattr(self, "pipeline_input_", None) is None or est is None:
+            return est
+        import copy
+
+        pipe = copy.deepcopy(self.model)
+        pipe.steps[-1] = (pipe.steps[-1][0], est)
+        return pipe
+
     def _prepare(self, x: Any, y: Any, x_name: str = "x_test", y_name: str = "y_test"):
         self._check_fitted()
+        if self.pipeline_input_ is not None:
+            x = self.pipeline_input_.transform(x, x_name)
         return self.model_.prepare(x, y, x_name, y_name)
 
     def _indices(self, indices: Any, name: str = "indices", *, as_set: bool = True) -> np.ndarray:
@@ -624,6 +648,10 @@ class InfluenceFunction(BaseEstimator):
         """
         from .gradients import mixed_input_gradients
 
+        factor = None
+        if getattr(self, "pipeline_input_", None) is not None:
+            # d/dx = d/dz * dz/dx: per-feature factors, or a clear error for other steps
+            factor = self.pipeline_input_.input_factor()
         x, y = self._prepare(x_test, y_test)
         idx = self._indices(train_indices, "train_indices", as_set=False)
         xs, ys = self._train_subset(idx)
@@ -633,7 +661,7 @@ class InfluenceFunction(BaseEstimator):
                 cols = slice(start, min(start + self.batch_size, idx.size))
                 m = mixed_input_gradients(self.model_, u, xs[cols], ys[cols])
                 result[rows, cols] = (-m / self.n_train_).cpu().numpy()
-        return result
+        return result if factor is None else result * factor
 
     def top_k(self, x_test: Any, y_test: Any, k: int = 10) -> TopK:
         """The ``k`` most helpful and most harmful training examples of each test point
@@ -702,7 +730,7 @@ class InfluenceFunction(BaseEstimator):
             indices=idx,
             params=new.cpu().numpy().astype(np.float64),
             delta=delta.cpu().numpy().astype(np.float64),
-            model=self.model_.export(new),
+            model=self._exported(new),
             test_loss=test_loss,
             base_test_loss=base_loss,
         )
