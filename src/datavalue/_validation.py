@@ -8,6 +8,7 @@ with one message shape for every failure.
 from __future__ import annotations
 
 import numbers
+import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -113,6 +114,9 @@ def _accepts(constraint: Any, value: Any) -> bool:
         )
     if constraint == "any":
         return True
+    if constraint == "torch-module":  # without importing torch when the caller has not
+        torch = sys.modules.get("torch")
+        return torch is not None and isinstance(value, torch.nn.Module)
     if isinstance(constraint, type):
         return isinstance(value, constraint)
     raise TypeError(f"unknown constraint {constraint!r}")
@@ -130,6 +134,7 @@ def _describe(constraint: Any) -> str:
         "boolean": "a bool",
         "random_state": "a non-negative int seed or None",
         "any": "anything",
+        "torch-module": "a torch.nn.Module",
     }.get(constraint, str(constraint)) if isinstance(constraint, str) else str(constraint)
 
 

@@ -189,6 +189,7 @@ class InfluenceFunction(BaseEstimator):
     """
 
     _parameter_constraints: ClassVar[dict[str, list]] = {
+        "model": ["estimator", "torch-module", None],
         "loss": ["callable", None],
         "damping": [Interval(float, 0, None)],
         "hessian": [Options({"exact", "gauss-newton"})],
@@ -759,11 +760,22 @@ class InfluenceFunction(BaseEstimator):
         return self._losses(flat, xt, yt)
 
 
+def _is_torch_module(obj: Any) -> bool:
+    """Whether ``obj`` is a torch module, without importing torch when it is not loaded."""
+    import sys
+
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(obj, torch.nn.Module)
+
+
 class _InfluenceValuator(Valuator):
     """Shared parameters and fitting of the influence-based valuators."""
 
     _parameter_constraints: ClassVar[dict[str, list]] = {
-        "model": ["estimator", None],
+        "model": ["estimator", "torch-module", None],
+        "loss": ["callable", None],
+        "train_fn": ["callable", None],
+        "weight_decay": [Interval(float, 0, None)],
         "solver": [str],
         "damping": [Interval(float, 0, None)],
         "hessian": [Options({"exact", "gauss-newton"})],
@@ -776,6 +788,9 @@ class _InfluenceValuator(Valuator):
         self,
         model: Any = None,
         *,
+        loss: Any = None,
+        train_fn: Any = None,
+        weight_decay: float = 0.0,
         solver: str = "exact",
         damping: float = 0.0,
         hessian: str = "exact",
@@ -784,6 +799,9 @@ class _InfluenceValuator(Valuator):
         solver_options: dict | None = None,
     ) -> None:
         self.model = model
+        self.loss = loss
+        self.train_fn = train_fn
+        self.weight_decay = weight_decay
         self.solver = solver
         self.damping = damping
         self.hessian = hessian
@@ -791,7 +809,42 @@ class _InfluenceValuator(Valuator):
         self.batch_size = batch_size
         self.solver_options = solver_options
 
+    def _fit_torch(self, data) -> InfluenceFunction:
+        import copy
+
+        if self.loss is None:
+            raise InvalidParameterError(
+                f"{type(self).__name__} with a torch module needs 'loss', a callable "
+                "(outputs, targets) -> loss such as torch.nn.CrossEntropyLoss().")
+        module = self.model
+        if self.train_fn is not None:
+            # Trained here on the training split, like every valuator's model; the caller's
+            # module is left as it was.
+            module = self.train_fn(copy.deepcopy(self.model), data.x_train, data.y_train)
+            if module is None or not _is_torch_module(module):
+                raise InvalidParameterError(
+                    "'train_fn' must return the trained torch module; it returned "
+                    f"{type(module).__name__}.")
+        y = data.y_train.astype(np.int64) if data.task == "classification" else data.y_train
+        inf = InfluenceFunction(
+            module, self.loss, weight_decay=self.weight_decay, solver=self.solver,
+            damping=self.damping, hessian=self.hessian, batch_size=self.batch_size,
+            solver_options=self.solver_options, progress=False,
+        ).fit(data.x_train, y)
+        self.influence_ = inf
+        return inf
+
     def _fit_influence(self, data) -> InfluenceFunction:
+        if _is_torch_module(self.model):
+            return self._fit_torch(data)
+        for name in ("loss", "train_fn"):
+            if getattr(self, name) is not None:
+                raise InvalidParameterError(
+                    f"'{name}' applies to a torch module; a scikit-learn estimator uses its own "
+                    "loss and fit. Leave it None.")
+        if self.weight_decay:
+            raise InvalidParameterError("'weight_decay' applies to a torch module; a "
+                                        "scikit-learn estimator's own regularisation is used.")
         model = default_model(data.task) if self.model is None else self.model
         self._check_model(model)
         fitted = clone(model).fit(data.x_train, data.y_train)
@@ -828,10 +881,20 @@ class InfluenceValuation(_InfluenceValuator):
 
     Parameters
     ----------
-    model : estimator or None
-        Unfitted scikit-learn linear model (default: ``LogisticRegression`` / ``Ridge``).
+    model : estimator, torch module or None
+        Unfitted scikit-learn linear model (default: ``LogisticRegression`` / ``Ridge``), or a
+        torch module: trained by ``train_fn(module, x_train, y_train) -> module`` on the
+        training split (on a copy), or, without ``train_fn``, already trained on exactly
+        ``x_train``.
+    loss : callable, optional
+        For a torch module: ``(outputs, targets) -> loss`` (e.g. ``nn.CrossEntropyLoss()``).
+    train_fn : callable, optional
+        For a torch module: how to train it.
+    weight_decay : float
+        For a torch module: the L2 term it was trained with (see :class:`InfluenceFunction`).
     solver : str
-        Inverse-Hessian solver (default ``"exact"``: linear models have few parameters).
+        Inverse-Hessian solver (default ``"exact"``: linear models have few parameters; use
+        ``"cg"``, ``"arnoldi"`` or ``"ekfac"`` for networks).
     damping, hessian, temperature, batch_size, solver_options
         As in :class:`InfluenceFunction`.
     """
