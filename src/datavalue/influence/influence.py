@@ -189,7 +189,6 @@ class InfluenceFunction(BaseEstimator):
     """
 
     _parameter_constraints: ClassVar[dict[str, list]] = {
-        "model": ["estimator", "torch-module", None],
         "loss": ["callable", None],
         "damping": [Interval(float, 0, None)],
         "hessian": [Options({"exact", "gauss-newton"})],
