@@ -449,7 +449,8 @@ class InfluenceFunction(BaseEstimator):
         return total
 
     # ------------------------------------------------------------------ influence
-    def influence(self, x_test: Any, y_test: Any, *, out: Any = None) -> np.ndarray:
+    def influence(self, x_test: Any, y_test: Any, *, out: Any = None,
+                  order: str = "first") -> np.ndarray:
         """Predicted change of each test loss when each training example is removed.
 
         ``influence[t, i] = (1/n) grad L(z_t)^T (H + lambda I)^{-1} grad L(z_i)``
@@ -462,6 +463,12 @@ class InfluenceFunction(BaseEstimator):
         out : str, path or None
             Write the matrix to this ``.npy`` file (memory-mapped, block by block) and return
             the memory map; for score matrices larger than memory.
+        order : {"first", "newton"}
+            ``"newton"``: one Newton step on the objective without each example (its own
+            curvature included: the first-order step divided by ``1 - leverage``), and the test
+            losses evaluated at those parameters (:mod:`datavalue.influence.newton`). For
+            linear models with one output score; it matters for high-leverage examples, e.g.
+            when features outnumber examples.
 
         Returns
         -------
@@ -469,6 +476,10 @@ class InfluenceFunction(BaseEstimator):
         """
         from .gradients import open_score_file, score_matrix
 
+        if order not in ("first", "newton"):
+            raise InvalidParameterError(f"'order' must be 'first' or 'newton'; got {order!r}.")
+        if order == "newton":
+            return self._newton_scores(x_test, y_test, out)
         x, y = self._prepare(x_test, y_test)
         shape = (int(x.shape[0]), self.n_train_)
         target = open_score_file(out, shape) if out is not None else None
@@ -483,6 +494,20 @@ class InfluenceFunction(BaseEstimator):
             out=target,
             dtype=self._score_dtype,
         )
+
+    def _newton_scores(self, x_test: Any, y_test: Any, out: Any) -> np.ndarray:
+        from .gradients import open_score_file
+        from .newton import check_newton, newton_deltas, newton_losses
+
+        self._check_fitted()
+        check_newton(self)
+        x, y = self._prepare(x_test, y_test)
+        shape = (int(x.shape[0]), self.n_train_)
+        result = open_score_file(out, shape) if out is not None else np.empty(shape)
+        for start in range(0, self.n_train_, self.batch_size):
+            rows = np.arange(start, min(start + self.batch_size, self.n_train_))
+            result[:, rows] = newton_losses(self, x, y, newton_deltas(self, rows))
+        return result
 
     def _solved_train(self):
         """``(H + lambda I)^{-1} grad L(z_i)`` for every training point, ``(n_train, p)``,
@@ -593,9 +618,10 @@ class InfluenceFunction(BaseEstimator):
             values[rows] = (g @ u).cpu().numpy() / self.n_train_
         return values
 
-    def self_influence(self) -> np.ndarray:
+    def self_influence(self, *, order: str = "first") -> np.ndarray:
         """``(1/n) grad L(z_i)^T (H + lambda I)^{-1} grad L(z_i)``: the predicted rise of each
-        training point's own loss when it is removed, shape ``(n_train,)``.
+        training point's own loss when it is removed, shape ``(n_train,)``. ``order="newton"``:
+        the loss at the Newton-step parameters without it (see :meth:`influence`).
 
         The diagonal of ``influence(x_train, y_train)``; non-negative for a positive definite
         ``H``. It is *large* for points the model can only fit by bending towards them —
@@ -604,6 +630,20 @@ class InfluenceFunction(BaseEstimator):
         more helpful, the library's convention).
         """
         self._check_fitted()
+        if order not in ("first", "newton"):
+            raise InvalidParameterError(f"'order' must be 'first' or 'newton'; got {order!r}.")
+        if order == "newton":
+            from .newton import newton_deltas, newton_losses
+
+            values = np.empty(self.n_train_, dtype=np.float64)
+            for start in range(0, self.n_train_, self.batch_size):
+                rows = np.arange(start, min(start + self.batch_size, self.n_train_))
+                xs, ys = self._train_subset(rows)
+                d = newton_deltas(self, rows)
+                values[rows] = np.array([newton_losses(self, xs[j:j + 1], ys[j:j + 1],
+                                                       d[j:j + 1])[0, 0]
+                                         for j in range(len(rows))])
+            return values
         values = np.empty(self.n_train_, dtype=np.float64)
         if self._cache_solves:
             solved = self._solved_train()
@@ -663,15 +703,26 @@ class InfluenceFunction(BaseEstimator):
                 result[rows, cols] = (-m / self.n_train_).cpu().numpy()
         return result if factor is None else result * factor
 
-    def top_k(self, x_test: Any, y_test: Any, k: int = 10) -> TopK:
+    def top_k(self, x_test: Any, y_test: Any, k: int = 10, *, order: str = "first") -> TopK:
         """The ``k`` most helpful and most harmful training examples of each test point
-        (:class:`TopK`), from the influence scores, computed one test block at a time."""
+        (:class:`TopK`), from the influence scores (``order`` as in :meth:`influence`),
+        computed one test block at a time."""
         from .gradients import score_matrix
 
         if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
             raise InvalidParameterError(
                 f"The 'k' parameter must be an int >= 1. Got {k!r} instead."
             )
+        if order not in ("first", "newton"):
+            raise InvalidParameterError(f"'order' must be 'first' or 'newton'; got {order!r}.")
+        if order == "newton":
+            block = self.influence(x_test, y_test, order="newton")
+            k = min(int(k), self.n_train_)
+            best = np.argsort(-block, axis=1, kind="stable")[:, :k]
+            worst = np.argsort(block, axis=1, kind="stable")[:, :k]
+            return TopK(helpful=best, harmful=worst,
+                        helpful_scores=np.take_along_axis(block, best, axis=1),
+                        harmful_scores=np.take_along_axis(block, worst, axis=1))
         x, y = self._prepare(x_test, y_test)
         n_test, n = int(x.shape[0]), self.n_train_
         k = min(int(k), n)
