@@ -18,8 +18,10 @@ def _negative_curvature_message(curvature: float, damping: float) -> str:
     return (
         f"CG met a direction of non-positive curvature dᵀ(H + λI)d = {curvature:.3g} "
         f"(damping λ={damping:g}): H + λI is not positive definite at these parameters. "
-        "Increase the damping, use the Gauss-Newton Hessian, or the exact solver (which "
-        "handles indefinite H)."
+        "For a network this is normal away from a strict minimum: pass "
+        "hessian='gauss-newton' (positive semi-definite for convex losses; what Kronfluence "
+        "and TRAK use), or a larger 'damping', or solver='exact' (which handles an indefinite "
+        "H) for small models."
     )
 
 
