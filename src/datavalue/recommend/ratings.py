@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +46,8 @@ class Ratings:
     user_ids, item_ids : ndarray
         The source's own ids of every user and item code (a split keeps all of them, so codes
         mean the same in every part).
-    item_titles : ndarray of str or None
+    item_titles, item_genres : ndarray of str or None
+        Per item code (MovieLens: titles, and genres separated by "|").
     scale : (float, float)
         Lowest and highest possible rating (predictions are reported on it).
     name : str
@@ -63,7 +64,6 @@ class Ratings:
     item_genres: np.ndarray | None = None
     scale: tuple[float, float] = (0.5, 5.0)
     name: str = "ratings"
-    _pair_index: dict = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         n = len(self.rating)
@@ -252,14 +252,6 @@ class Ratings:
             return str(self.item_ids[item_code])
         return str(self.item_titles[item_code])
 
-    def pair_index(self) -> dict[tuple[int, int], int]:
-        """{(user code, item code): rating index}, built once."""
-        if not self._pair_index:
-            self._pair_index.update(
-                {(int(u), int(i)): k for k, (u, i) in enumerate(zip(self.user, self.item,
-                                                                     strict=True))})
-        return self._pair_index
-
     # -- subsets and splits
     def subset(self, mask_or_index: Any) -> Ratings:
         """The ratings selected by a boolean mask or an index array (same id tables)."""
@@ -272,8 +264,7 @@ class Ratings:
         return replace(
             self, user=self.user[sel], item=self.item[sel], rating=self.rating[sel],
             row_id=self.row_id[sel],
-            timestamp=None if self.timestamp is None else self.timestamp[sel],
-            _pair_index={})
+            timestamp=None if self.timestamp is None else self.timestamp[sel])
 
     def split(self, how: str = "latest", *, n_per_user: int = 1, test_size: float = 0.1,
               min_train: int = 5, random_state: int | None = 0) -> tuple[Ratings, Ratings]:
