@@ -200,6 +200,7 @@ class InfluenceFunction(BaseEstimator):
         "score_dtype": [Options({"auto", "float64", "float32"})],
         "cache_train_solves": ["boolean", Options({"auto"})],
         "progress": ["boolean", None],
+        "batch_fn": ["callable", None],
     }
 
     def __init__(
@@ -221,6 +222,7 @@ class InfluenceFunction(BaseEstimator):
         score_dtype: str = "auto",
         cache_train_solves: bool | str = "auto",
         progress: bool | None = None,
+        batch_fn: Any = None,
     ) -> None:
         self.model = model
         self.loss = loss
@@ -238,6 +240,7 @@ class InfluenceFunction(BaseEstimator):
         self.score_dtype = score_dtype
         self.cache_train_solves = cache_train_solves
         self.progress = progress
+        self.batch_fn = batch_fn
 
     # ------------------------------------------------------------------ fitting
     def _make_solver(self):
@@ -257,12 +260,31 @@ class InfluenceFunction(BaseEstimator):
             )
         return make_solver(self.solver, **(self.solver_options or {}))
 
-    def fit(self, x_train: Any, y_train: Any) -> InfluenceFunction:
+    def _examples(self, x: Any, y: Any, x_name: str, y_name: str) -> tuple[Any, Any]:
+        """``(x, y)`` as given, or gathered from a torch Dataset / DataLoader given as ``x``."""
+        from .torch_data import gather_examples, is_torch_data
+
+        if is_torch_data(x):
+            if y is not None:
+                raise InvalidParameterError(
+                    f"'{x_name}' is a torch Dataset/DataLoader, which holds the targets: leave "
+                    f"'{y_name}' out (None).")
+            return gather_examples(x, self.batch_fn, x_name)
+        if y is None:
+            raise InvalidParameterError(
+                f"'{y_name}' is required when '{x_name}' is an array or tensor (give a torch "
+                "Dataset or DataLoader to pass both at once).")
+        return x, y
+
+    def fit(self, x_train: Any, y_train: Any = None) -> InfluenceFunction:
         """Wrap the model, build the Hessian operator of its training objective on
         ``(x_train, y_train)`` and fit the solver (factorisation, eigenvectors, factors...).
 
         ``(x_train, y_train)`` must be the data the model was trained on, in any order: every
-        score refers to rows of ``x_train``.
+        score refers to rows of ``x_train``. ``x_train`` may also be a torch ``Dataset`` or
+        ``DataLoader`` (no shuffling) whose batches are ``(inputs, targets)``, dicts (keys
+        such as ``"x"``/``"input"`` and ``"y"``/``"label"``) or anything ``batch_fn`` reads;
+        every query method takes them too. Any batch size gives the same scores.
         """
         torch = _torch()
         from .gradients import TrainGradients, hessian_operator, objective_gradient
@@ -272,6 +294,7 @@ class InfluenceFunction(BaseEstimator):
         validate_params(
             type(self).__name__, self.get_params(deep=False), self._parameter_constraints
         )
+        x_train, y_train = self._examples(x_train, y_train, "x_train", "y_train")
         dtype = _resolve_dtype(self.dtype)
         solver = self._make_solver()
         x_np = y_np = None
@@ -369,6 +392,7 @@ class InfluenceFunction(BaseEstimator):
 
     def _prepare(self, x: Any, y: Any, x_name: str = "x_test", y_name: str = "y_test"):
         self._check_fitted()
+        x, y = self._examples(x, y, x_name, y_name)
         if self.pipeline_input_ is not None:
             x = self.pipeline_input_.transform(x, x_name)
         return self.model_.prepare(x, y, x_name, y_name)
@@ -449,7 +473,7 @@ class InfluenceFunction(BaseEstimator):
         return total
 
     # ------------------------------------------------------------------ influence
-    def influence(self, x_test: Any, y_test: Any, *, out: Any = None,
+    def influence(self, x_test: Any, y_test: Any = None, *, out: Any = None,
                   order: str = "first") -> np.ndarray:
         """Predicted change of each test loss when each training example is removed.
 
@@ -566,7 +590,7 @@ class InfluenceFunction(BaseEstimator):
             return blocks
         return group_blocks(blocks, float(self.max_memory))
 
-    def margin_influence(self, x_test: Any, y_test: Any) -> np.ndarray:
+    def margin_influence(self, x_test: Any, y_test: Any = None) -> np.ndarray:
         """Predicted change of each test example's classification margin when each training
         example is removed, sign-flipped so that positive = helpful.
 
@@ -604,7 +628,7 @@ class InfluenceFunction(BaseEstimator):
             scores[:, rows] = (-(u @ gt.T) / self.n_train_).cpu().numpy()
         return scores
 
-    def summed_influence(self, x_test: Any, y_test: Any) -> np.ndarray:
+    def summed_influence(self, x_test: Any, y_test: Any = None) -> np.ndarray:
         """``influence(x_test, y_test).sum(axis=0)`` with one linear solve: the predicted change
         of the *total* test loss when each training example is removed, shape ``(n_train,)``."""
         x, y = self._prepare(x_test, y_test)
@@ -703,7 +727,8 @@ class InfluenceFunction(BaseEstimator):
                 result[rows, cols] = (-m / self.n_train_).cpu().numpy()
         return result if factor is None else result * factor
 
-    def top_k(self, x_test: Any, y_test: Any, k: int = 10, *, order: str = "first") -> TopK:
+    def top_k(self, x_test: Any, y_test: Any = None, k: int = 10, *,
+              order: str = "first") -> TopK:
         """The ``k`` most helpful and most harmful training examples of each test point
         (:class:`TopK`), from the influence scores (``order`` as in :meth:`influence`),
         computed one test block at a time."""
