@@ -694,9 +694,9 @@ def test_unknown_solver_and_bad_options(system):
 def test_ekfac_rejects_parameters_outside_linear_layers(digits_mlp):
     m = digits_mlp
     more = HessianOperator(n_params=m.p + 3, matvec=lambda v: v, kfac=m.source)
-    with pytest.raises(InvalidParameterError, match=r"\[610, 613\) are not in any listed nn.Linear"):
+    with pytest.raises(InvalidParameterError, match=r"\[610, 613\) are not in any listed Linear or Conv2d"):
         make_solver("ekfac").fit(more, 0.1)
-    with pytest.raises(InvalidParameterError, match="nn.Linear layers only"):
+    with pytest.raises(InvalidParameterError, match="supports torch.nn.Linear and torch.nn.Conv2d"):
         KFACSource(
             module=m.module, layers=[("1", m.module[1])], param_slices=[(slice(0, 1), None)],
             batches=m.source.batches, loss_fn=m.source.loss_fn,

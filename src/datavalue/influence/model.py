@@ -213,13 +213,16 @@ class InfluenceModel:
 
     def kfac_layers(
         self,
-    ) -> tuple[list[tuple[str, nn.Linear]], list[tuple[slice, slice | None]]] | None:
-        """The ``nn.Linear`` layers holding every chosen parameter, in flat order, with the
-        slices of their weight and bias; ``None`` if some parameter is not in such a layer."""
+    ) -> tuple[list[tuple[str, nn.Module]], list[tuple[slice, slice | None]]] | None:
+        """The ``nn.Linear`` and ``nn.Conv2d`` layers holding every chosen parameter, in flat
+        order, with the slices of their weight and bias; ``None`` if some parameter is not in
+        such a layer."""
         slices = self.layout.slices()
         layers, param_slices, seen = [], [], []
+        from .solvers.base import kfac_layer_problem
+
         for mod_name, mod in self.module.named_modules():
-            if not isinstance(mod, nn.Linear):
+            if not isinstance(mod, nn.Linear | nn.Conv2d) or kfac_layer_problem(mod):
                 continue
             prefix = f"{mod_name}." if mod_name else ""
             w, b = prefix + "weight", prefix + "bias"

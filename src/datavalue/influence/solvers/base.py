@@ -26,6 +26,22 @@ class SolverError(DatavalueError, ArithmeticError):
     divergence, singular curvature without damping). The message says what to change."""
 
 
+def kfac_layer_problem(layer: torch.nn.Module) -> str | None:
+    """Why (E)K-FAC cannot factor ``layer`` (None if it can): ``nn.Linear``, and ``nn.Conv2d``
+    with one group, zero padding given as numbers (the KFC expansion of its patches)."""
+    if isinstance(layer, torch.nn.Linear):
+        return None
+    if isinstance(layer, torch.nn.Conv2d):
+        if layer.groups != 1:
+            return f"a Conv2d with groups={layer.groups}; (E)K-FAC supports groups=1."
+        if layer.padding_mode != "zeros" or isinstance(layer.padding, str):
+            return (f"a Conv2d with padding={layer.padding!r}, padding_mode="
+                    f"{layer.padding_mode!r}; (E)K-FAC supports numeric zero padding.")
+        return None
+    return (f"a {type(layer).__name__}; (E)K-FAC supports torch.nn.Linear and torch.nn.Conv2d "
+            "layers.")
+
+
 @dataclass
 class KFACSource:
     """What (E)K-FAC needs: the network's ``nn.Linear`` layers and the training batches.
@@ -34,9 +50,10 @@ class KFACSource:
     ----------
     module : torch.nn.Module
         The network (a scikit-learn linear model is wrapped as one ``nn.Linear``).
-    layers : list of (str, torch.nn.Linear)
+    layers : list of (str, torch.nn.Linear or torch.nn.Conv2d)
         The layers whose parameters are inverted, in flat-parameter order. Each must be applied
-        exactly once per forward pass, to a 2-D input ``(batch, in_features)``.
+        exactly once per forward pass, a Linear to a 2-D input ``(batch, in_features)``, a
+        Conv2d to a 4-D one.
     param_slices : list of (slice, slice or None)
         For each layer, the slice of the flat parameter vector holding its weight (row-major
         ``out x in``) and the slice holding its bias (None if the bias is absent or not chosen).
@@ -77,10 +94,11 @@ class KFACSource:
                 f"layer; got {len(self.layers)} layers and {len(self.param_slices)} slices."
             )
         for name, layer in self.layers:
-            if not isinstance(layer, torch.nn.Linear):
+            problem = kfac_layer_problem(layer)
+            if problem:
                 raise InvalidParameterError(
-                    f"KFACSource layer {name!r} is a {type(layer).__name__}; (E)K-FAC supports "
-                    "torch.nn.Linear layers only. Use the cg, arnoldi or lissa solver instead."
+                    f"KFACSource layer {name!r}: {problem} Use the cg, arnoldi or lissa solver "
+                    "instead."
                 )
         if self.n_total is not None and (
             isinstance(self.n_total, bool) or not isinstance(self.n_total, int) or self.n_total < 1

@@ -24,7 +24,7 @@ class _LayerFactors:
     name: str
     weight: tuple[int, int]  # (start, stop) in the flat vector
     bias: tuple[int, int] | None
-    shape: tuple[int, int]  # (out, in)
+    shape: tuple[int, int]  # (out, in); for Conv2d, in = in_channels * kh * kw
     a_cov: Tensor  # A = E[ā āᵀ], (in [+1]) squared
     s_cov: Tensor  # S = E[g gᵀ], out squared
     q_a: Tensor | None = None
@@ -118,13 +118,16 @@ class EKFACSolver(Solver):
         source = op.kfac
         if source is None:
             raise InvalidParameterError(
-                f"The {self.name} solver needs HessianOperator.kfac (the network's nn.Linear "
-                "layers and training batches); this operator has none. Use the exact, cg, "
-                "arnoldi or lissa solver."
+                f"The {self.name} solver needs every chosen parameter to sit in an nn.Linear or "
+                "nn.Conv2d layer (groups=1, numeric zero padding), and this model has some "
+                "elsewhere (e.g. a grouped Conv2d, a norm layer, an embedding): restrict "
+                "'params' to such layers (e.g. params=[net[-1]]) or use the exact, cg, arnoldi "
+                "or lissa solver."
             )
         p, covered, layers = op.n_params, [], []
         for (name, layer), (w_slice, b_slice) in zip(source.layers, source.param_slices, strict=True):
-            out_f, in_f = layer.weight.shape
+            out_f = layer.weight.shape[0]
+            in_f = layer.weight[0].numel()  # Conv2d: in_channels * kh * kw, row-major
             w = _slice_range(w_slice, p, f"weight of {name!r}")
             b = _slice_range(b_slice, p, f"bias of {name!r}")
             if w is None or w[1] - w[0] != out_f * in_f:
@@ -149,26 +152,28 @@ class EKFACSolver(Solver):
         position = 0
         for start, stop in sorted(covered):
             if start != position:
-                kind = "overlap" if start < position else "are not in any listed nn.Linear layer"
+                kind = "overlap" if start < position else "are not in any listed Linear or Conv2d layer"
                 raise InvalidParameterError(
-                    f"The {self.name} solver inverts the parameters of nn.Linear layers only: "
+                    f"The {self.name} solver inverts the parameters of nn.Linear and nn.Conv2d layers only: "
                     f"flat parameters [{min(start, position)}, {max(start, position)}) {kind}. "
-                    "Restrict the model to Linear-layer parameters or use another solver."
+                    "Restrict the model to Linear and Conv2d parameters or use another solver."
                 )
             position = stop
         if position != p:
             raise InvalidParameterError(
-                f"The {self.name} solver inverts the parameters of nn.Linear layers only: flat "
-                f"parameters [{position}, {p}) are not in any listed nn.Linear layer. Restrict "
-                "the model to Linear-layer parameters or use another solver."
+                f"The {self.name} solver inverts the parameters of nn.Linear and nn.Conv2d layers only: flat "
+                f"parameters [{position}, {p}) are not in any listed Linear or Conv2d layer. Restrict "
+                "the model to Linear and Conv2d parameters or use another solver."
             )
         return layers
 
     def _batches(
         self, op: HessianOperator, layers: list[_LayerFactors], gen: torch.Generator
     ) -> Iterable[tuple[list[Tensor], list[Tensor]]]:
-        """Per batch: layer inputs ā ``(n, in[+1])`` and output gradients ``(n, K, out)``,
-        scaled so that the layer's Fisher block is ``mean_n sum_K (g ⊗ ā)(g ⊗ ā)ᵀ``."""
+        """Per batch: layer inputs ā ``(n, T, in[+1])`` and output gradients
+        ``(n, K, T, out)`` at the layer's ``T`` positions (1 for ``nn.Linear``; the output
+        pixels of a ``Conv2d``, whose inputs are the patches), scaled so that the layer's
+        Fisher block is ``mean_n sum_K (sum_t g_t ⊗ ā_t)(sum_t g_t ⊗ ā_t)ᵀ``."""
         source = op.kfac
         assert source is not None
         for x, y in source.batches():
@@ -184,13 +189,16 @@ class EKFACSolver(Solver):
                 )
                 for lst, gr, tap in zip(grads, got, taps, strict=True):
                     lst.append(torch.zeros_like(tap) if gr is None else gr)
-            acts = []
-            for f, a in zip(layers, inputs, strict=True):
-                a = a.to(dtype=op.dtype, device=op.device)
+            acts, outs = [], []
+            for (_, layer), f, a, g in zip(source.layers, layers, inputs, grads, strict=True):
+                a = _patches(layer, a).to(dtype=op.dtype, device=op.device)  # (n, T, in)
                 if f.bias is not None:
-                    a = torch.cat([a, torch.ones_like(a[:, :1])], 1)
+                    a = torch.cat([a, torch.ones_like(a[..., :1])], -1)
                 acts.append(a)
-            yield acts, [torch.stack(g, 1).to(dtype=op.dtype, device=op.device) for g in grads]
+                g = torch.stack(g, 1).to(dtype=op.dtype, device=op.device)  # (n, K, out[, h, w])
+                outs.append(g.reshape(*g.shape[:3], -1).transpose(2, 3)
+                            if g.ndim == 5 else g[:, :, None, :])  # (n, K, T, out)
+            yield acts, outs
 
     def _fit(self, op: HessianOperator, damping: float) -> None:
         layers = self._layers(op)
@@ -201,9 +209,12 @@ class EKFACSolver(Solver):
         for acts, grads in self._batches(op, layers, torch.Generator().manual_seed(seed)):
             n += acts[0].shape[0]
             for f, a, g in zip(layers, acts, grads, strict=True):
-                f.a_cov += a.T @ a
+                # KFC (Grosse & Martens 2016, Sec. 3): A sums the patches over the T positions,
+                # S averages the output gradients over them (T = 1: K-FAC).
+                a2 = a.reshape(-1, a.shape[-1])
+                f.a_cov += a2.T @ a2
                 g2 = g.reshape(-1, g.shape[-1])
-                f.s_cov += g2.T @ g2
+                f.s_cov += (g2.T @ g2) / g.shape[2]
         if n == 0:
             raise InvalidDataError("KFACSource.batches() yielded no examples.")
         # A is a mean over the examples seen; S (and EK-FAC's eigenvalues) carry the objective's
@@ -222,9 +233,14 @@ class EKFACSolver(Solver):
                 f.eigenvalues = torch.zeros_like(f.eigenvalues)
             for acts, grads in self._batches(op, layers, torch.Generator().manual_seed(seed + 1)):
                 for f, a, g in zip(layers, acts, grads, strict=True):
-                    # Q_Sᵀ (g āᵀ) Q_A = (Q_Sᵀ g)(Q_Aᵀ ā)ᵀ: squares of an outer product.
-                    g_rot = (g @ f.q_s).square().sum(1)  # (n, out), summed over draws
-                    f.eigenvalues += g_rot.T @ (a @ f.q_a).square()
+                    if a.shape[1] == 1:
+                        # Q_Sᵀ (g āᵀ) Q_A = (Q_Sᵀ g)(Q_Aᵀ ā)ᵀ: squares of an outer product.
+                        g_rot = (g[:, :, 0] @ f.q_s).square().sum(1)  # (n, out), over draws
+                        f.eigenvalues += g_rot.T @ (a[:, 0] @ f.q_a).square()
+                    else:
+                        # per example and draw, Q_Sᵀ (sum_t g_t ā_tᵀ) Q_A, squared
+                        rot = torch.einsum("nkto,ntd->nkod", g @ f.q_s, a @ f.q_a)
+                        f.eigenvalues += rot.square().sum((0, 1))
             for f in layers:
                 f.eigenvalues /= n
         shift = source.l2 + damping
@@ -297,6 +313,17 @@ class KFACSolver(EKFACSolver):
         return {"fisher": self.fisher, "mc_samples": self.mc_samples, "seed": self.seed}
 
 
+def _patches(layer: torch.nn.Module, a: Tensor) -> Tensor:
+    """A layer's inputs as ``(n, T, in)``: the input itself (T = 1) for ``nn.Linear``; for a
+    ``Conv2d``, the patches each output pixel sees (``unfold``, channel-major like the
+    flattened weight), T = output pixels."""
+    if not isinstance(layer, torch.nn.Conv2d):
+        return a[:, None, :]
+    cols = torch.nn.functional.unfold(a, layer.kernel_size, dilation=layer.dilation,
+                                      padding=layer.padding, stride=layer.stride)
+    return cols.transpose(1, 2)
+
+
 def _tapped_forward(source: KFACSource, x: Tensor) -> tuple[Tensor, list[Tensor], list[Tensor]]:
     """Forward pass recording each layer's input and adding a zero "tap" to its output, whose
     gradient is the gradient with respect to the output (whether or not parameters require
@@ -312,10 +339,12 @@ def _tapped_forward(source: KFACSource, x: Tensor) -> tuple[Tensor, list[Tensor]
                     f"Layer {name!r} is applied more than once per forward pass; (E)K-FAC needs "
                     "each listed nn.Linear applied once. Use another solver."
                 )
-            if args[0].ndim != 2:
+            want = 4 if isinstance(module, torch.nn.Conv2d) else 2
+            if args[0].ndim != want:
                 raise InvalidParameterError(
                     f"Layer {name!r} got an input of shape {tuple(args[0].shape)}; (E)K-FAC "
-                    "supports nn.Linear on 2-D inputs (batch, features). Use another solver."
+                    "supports nn.Linear on 2-D inputs (batch, features) and nn.Conv2d on 4-D "
+                    "inputs (batch, channels, height, width). Use another solver."
                 )
             inputs[index] = args[0].detach()
             tap = torch.zeros_like(output, requires_grad=True)
