@@ -6,7 +6,8 @@
 The timed calls are the public API a user would write::
 
     inf = InfluenceFunction(net, torch.nn.CrossEntropyLoss(), solver=SOLVER, damping=damping,
-                            weight_decay=weight_decay, solver_options=options).fit(x_tr, y_tr)
+                            weight_decay=weight_decay, hessian="exact",
+                            solver_options=options).fit(x_tr, y_tr)
     scores = inf.influence(x_te, y_te)           # (n_test, n_train)
 
 (for the logistic-regression case the fitted scikit-learn estimator instead of ``net``).
@@ -64,7 +65,10 @@ def compute(case: dict, method: str, p: dict, timer: common.Timer):
         kwargs = {}
     else:
         model = common.build_module(case, getattr(torch, dtype))
-        kwargs = {"loss": torch.nn.CrossEntropyLoss(), "weight_decay": case["weight_decay"]}
+        # The true Hessian, as the peers' exact/CG/LiSSA/Arnoldi invert (a torch module's
+        # default, hessian="auto", is the Gauss-Newton matrix); "hessian" in --params overrides.
+        kwargs = {"loss": torch.nn.CrossEntropyLoss(), "weight_decay": case["weight_decay"],
+                  "hessian": p.get("hessian", "exact")}
 
     if p.get("cache_train_solves"):
         kwargs["cache_train_solves"] = True

@@ -120,6 +120,7 @@ def main() -> None:
     def make(solver, **options):
         return InfluenceFunction(net, torch.nn.CrossEntropyLoss(), solver=solver,
                                  damping=DAMPING, weight_decay=wd, progress=False,
+                                 hessian="exact",
                                  solver_options=options or None)
 
     for solver in ("exact", "cg", "arnoldi", "ekfac"):  # warm-up: first calls, lazy imports

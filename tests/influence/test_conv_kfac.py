@@ -82,3 +82,22 @@ def test_grouped_convolutions_are_refused_clearly():
     with pytest.raises(dv.exceptions.DatavalueError, match="nn.Linear or nn.Conv2d layer"):
         dv.InfluenceFunction(net, torch.nn.CrossEntropyLoss(), solver="ekfac",
                              damping=0.1).fit(x, y)
+
+
+def test_default_settings_work_on_a_trained_cnn(small_cnn):
+    """The defaults (solver "cg", hessian "auto") with damping 0.01 on a trained CNN: the
+    Gauss-Newton matrix is positive semi-definite, so CG cannot meet negative curvature (with
+    the exact Hessian it can). Scores match the exact Gauss-Newton solve."""
+    net, x, y = small_cnn
+    inf = dv.InfluenceFunction(net, torch.nn.CrossEntropyLoss(), weight_decay=1e-2,
+                               damping=0.01).fit(x, y)
+    assert inf.hessian_ == "gauss-newton"
+    ref = dv.InfluenceFunction(net, torch.nn.CrossEntropyLoss(), solver="exact",
+                               hessian="gauss-newton", weight_decay=1e-2, damping=0.01).fit(x, y)
+    a, b = inf.influence(x[:5], y[:5]), ref.influence(x[:5], y[:5])
+    assert np.corrcoef(a.ravel(), b.ravel())[0, 1] > 0.999  # CG's default rtol
+    from sklearn.linear_model import LogisticRegression
+
+    xs, ys = x.reshape(300, -1).numpy(), y.numpy()
+    lr = LogisticRegression(max_iter=2000).fit(xs, ys)
+    assert dv.InfluenceFunction(lr).fit(xs, ys).hessian_ == "exact"

@@ -227,7 +227,7 @@ def test_a_torch_embedding_model_goes_through_the_torch_influence_path(tiny_fit)
     n = r.n_ratings
     # mean objective (1/n) sum e^2 + (wd/2)||theta||^2 = (sum objective with reg = n wd / 2) / n
     inf = dv.InfluenceFunction(
-        net, torch.nn.MSELoss(), solver="exact", weight_decay=2 * m.reg / n,
+        net, torch.nn.MSELoss(), solver="exact", hessian="exact", weight_decay=2 * m.reg / n,
         params=["user_bias", "item_bias", "user", "item"]).fit(x, y)
     x_test = torch.tensor([[r.user_code("u1"), r.item_code("m2")]])
     y_test = torch.tensor([4.0], dtype=torch.float64)

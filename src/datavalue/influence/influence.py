@@ -128,9 +128,12 @@ class InfluenceFunction(BaseEstimator):
         ``"kfac"`` (see :mod:`datavalue.influence.solvers`), or a :class:`Solver` instance.
     damping : float
         ``lambda`` in ``(H + lambda I)^{-1}``: needed for non-convex models (Koh & Liang, Sec. 4.2).
-    hessian : {"exact", "gauss-newton"}
+    hessian : {"auto", "exact", "gauss-newton"}
         The curvature: the Hessian of the training objective or its Gauss-Newton part (positive
-        semi-definite; the same for linear models).
+        semi-definite for convex losses; the same for linear models). ``"auto"`` (default):
+        the Hessian for scikit-learn linear models, the Gauss-Newton matrix for torch modules,
+        whose Hessian is indefinite away from a strict minimum (what Kronfluence and TRAK use);
+        ``hessian_`` says which was used.
     params : None, list of str or list of torch.nn.Module
         For a torch module, the parameters to take influence with respect to (e.g. only the last
         layer); the others are held fixed. None: all parameters with ``requires_grad``.
@@ -191,7 +194,7 @@ class InfluenceFunction(BaseEstimator):
     _parameter_constraints: ClassVar[dict[str, list]] = {
         "loss": ["callable", None],
         "damping": [Interval(float, 0, None)],
-        "hessian": [Options({"exact", "gauss-newton"})],
+        "hessian": [Options({"auto", "exact", "gauss-newton"})],
         "weight_decay": [Interval(float, 0, None)],
         "temperature": [Interval(float, 0, None, closed="neither")],
         "batch_size": [Interval(int, 1, None)],
@@ -210,7 +213,7 @@ class InfluenceFunction(BaseEstimator):
         *,
         solver: Any = "cg",
         damping: float = 0.0,
-        hessian: str = "exact",
+        hessian: str = "auto",
         params: Any = None,
         weight_decay: float = 0.0,
         temperature: float = 0.1,
@@ -327,7 +330,9 @@ class InfluenceFunction(BaseEstimator):
             device=self.device,
         )
         x, y = model.prepare(x_train, y_train, "x_train", "y_train")
-        op = hessian_operator(model, x, y, hessian=self.hessian, batch_size=self.batch_size)
+        self.hessian_ = self.hessian if self.hessian != "auto" else (
+            "gauss-newton" if model.kind == "torch" else "exact")
+        op = hessian_operator(model, x, y, hessian=self.hessian_, batch_size=self.batch_size)
         solver.fit(op, float(self.damping))
         self.model_ = model
         self.operator_ = op
@@ -791,7 +796,7 @@ class InfluenceFunction(BaseEstimator):
         else:
             keep = np.setdiff1d(np.arange(self.n_train_), idx)
             op = hessian_operator(
-                self.model_, self._x, self._y, hessian=self.hessian, batch_size=self.batch_size,
+                self.model_, self._x, self._y, hessian=self.hessian_, batch_size=self.batch_size,
                 n_total=self.n_train_, rows=torch.as_tensor(keep, device=self._x.device),
             )
             solver = self._make_solver().fit(op, float(self.damping))
@@ -853,7 +858,7 @@ class _InfluenceValuator(Valuator):
         "weight_decay": [Interval(float, 0, None)],
         "solver": [str],
         "damping": [Interval(float, 0, None)],
-        "hessian": [Options({"exact", "gauss-newton"})],
+        "hessian": [Options({"auto", "exact", "gauss-newton"})],
         "temperature": [Interval(float, 0, None, closed="neither")],
         "batch_size": [Interval(int, 1, None)],
         "solver_options": [dict, None],
@@ -868,7 +873,7 @@ class _InfluenceValuator(Valuator):
         weight_decay: float = 0.0,
         solver: str = "exact",
         damping: float = 0.0,
-        hessian: str = "exact",
+        hessian: str = "auto",
         temperature: float = 0.1,
         batch_size: int = 256,
         solver_options: dict | None = None,
