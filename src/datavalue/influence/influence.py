@@ -505,8 +505,7 @@ class InfluenceFunction(BaseEstimator):
         """
         from .gradients import open_score_file, score_matrix
 
-        if order not in ("first", "newton"):
-            raise InvalidParameterError(f"'order' must be 'first' or 'newton'; got {order!r}.")
+        _check_order(order)
         if order == "newton":
             return self._newton_scores(x_test, y_test, out)
         x, y = self._prepare(x_test, y_test)
@@ -659,8 +658,7 @@ class InfluenceFunction(BaseEstimator):
         more helpful, the library's convention).
         """
         self._check_fitted()
-        if order not in ("first", "newton"):
-            raise InvalidParameterError(f"'order' must be 'first' or 'newton'; got {order!r}.")
+        _check_order(order)
         if order == "newton":
             from .newton import newton_deltas, newton_losses
 
@@ -743,8 +741,7 @@ class InfluenceFunction(BaseEstimator):
             raise InvalidParameterError(
                 f"The 'k' parameter must be an int >= 1. Got {k!r} instead."
             )
-        if order not in ("first", "newton"):
-            raise InvalidParameterError(f"'order' must be 'first' or 'newton'; got {order!r}.")
+        _check_order(order)
         if order == "newton":
             block = self.influence(x_test, y_test, order="newton")
             k = min(int(k), self.n_train_)
@@ -838,6 +835,11 @@ class InfluenceFunction(BaseEstimator):
                 f"'params' must have shape ({self.n_params_},); got {tuple(flat.shape)}."
             )
         return self._losses(flat, xt, yt)
+
+
+def _check_order(order: Any) -> None:
+    if order not in ("first", "newton"):
+        raise InvalidParameterError(f"'order' must be 'first' or 'newton'; got {order!r}.")
 
 
 def _is_torch_module(obj: Any) -> bool:
