@@ -109,6 +109,8 @@ def test_bad_parameters_and_ids():
         dv.MatrixFactorization(reg=0).fit(r)
     with pytest.raises(InvalidParameterError, match="'n_factors'"):
         dv.MatrixFactorization(n_factors=0).fit(r)
+    with pytest.raises(InvalidParameterError, match="'random_state'"):
+        dv.MatrixFactorization(random_state=-1).fit(r)
     with pytest.raises(InvalidParameterError, match="Ratings"):
         dv.MatrixFactorization().fit(np.zeros((3, 3)))
     with pytest.raises(NotFittedError):

@@ -14,7 +14,7 @@ import numpy as np
 
 from ..exceptions import InvalidParameterError
 from ..runs import RunWriter, check_output_folder
-from ._common import _wrap
+from ._common import _seed, _wrap
 
 _DATA_HELP = ("'movielens' (the built-in MovieLens log, found in $DATAVALUE_DATA or "
               "../shared/data), a ratings .npz of the same format, or a .csv ratings log "
@@ -44,7 +44,7 @@ def _add_data(p: argparse.ArgumentParser) -> None:
                    help="latent factors of the matrix factorization. Default: 10.")
     g.add_argument("--reg", type=float, default=10.0, metavar="L",
                    help="L2 penalty of the factors and biases. Default: 10.")
-    g.add_argument("--seed", type=int, default=0, metavar="S",
+    g.add_argument("--seed", type=_seed, default=0, metavar="S",
                    help="seed of the factors' initialisation. Default: 0.")
 
 

@@ -346,7 +346,7 @@ class MatrixFactorization:
         Alternating least squares sweeps before the Newton steps (fewer if the objective
         stops changing).
     random_state : int or None
-        Seed of the factors' initialisation.
+        Seed of the factors' initialisation (None: 0; the fit is deterministic either way).
 
     Attributes
     ----------
@@ -382,6 +382,11 @@ class MatrixFactorization:
                 raise InvalidParameterError(f"'{name}' must be a positive number (the "
                                             f"influence math needs a strictly convex penalty); "
                                             f"got {v!r}.")
+        rs = self.random_state
+        if rs is not None and (isinstance(rs, bool) or not isinstance(rs, int | np.integer)
+                               or rs < 0):
+            raise InvalidParameterError(f"'random_state' must be a non-negative int or None; "
+                                        f"got {rs!r}.")
         if not isinstance(self.tol, int | float) or not self.tol > 0:
             raise InvalidParameterError(f"'tol' must be a positive number; got {self.tol!r}.")
 
