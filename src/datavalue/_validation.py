@@ -95,6 +95,12 @@ N_JOBS.extend([None, Interval(int, 1, None), Interval(int, None, -1)])
 PREPROCESSOR: list = [Options({"auto"}), None, "transformer"]
 
 
+def is_torch_module(obj: Any) -> bool:
+    """Whether ``obj`` is a torch module, without importing torch when it is not loaded."""
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(obj, torch.nn.Module)
+
+
 def _accepts(constraint: Any, value: Any) -> bool:
     if constraint is None:
         return value is None
@@ -114,9 +120,8 @@ def _accepts(constraint: Any, value: Any) -> bool:
         )
     if constraint == "any":
         return True
-    if constraint == "torch-module":  # without importing torch when the caller has not
-        torch = sys.modules.get("torch")
-        return torch is not None and isinstance(value, torch.nn.Module)
+    if constraint == "torch-module":
+        return is_torch_module(value)
     if isinstance(constraint, type):
         return isinstance(value, constraint)
     raise TypeError(f"unknown constraint {constraint!r}")

@@ -29,7 +29,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, clone
 from sklearn.exceptions import NotFittedError
 
-from .._validation import Interval, Options, validate_params
+from .._validation import Interval, Options, is_torch_module, validate_params
 from ..exceptions import InvalidDataError, InvalidParameterError, UnknownNameError
 from ..parallel import progress_bar
 from ..valuation.base import Valuator, default_model
@@ -842,14 +842,6 @@ def _check_order(order: Any) -> None:
         raise InvalidParameterError(f"'order' must be 'first' or 'newton'; got {order!r}.")
 
 
-def _is_torch_module(obj: Any) -> bool:
-    """Whether ``obj`` is a torch module, without importing torch when it is not loaded."""
-    import sys
-
-    torch = sys.modules.get("torch")
-    return torch is not None and isinstance(obj, torch.nn.Module)
-
-
 class _InfluenceValuator(Valuator):
     """Shared parameters and fitting of the influence-based valuators."""
 
@@ -903,7 +895,7 @@ class _InfluenceValuator(Valuator):
             # Trained here on the training split, like every valuator's model; the caller's
             # module is left as it was.
             module = self.train_fn(copy.deepcopy(self.model), data.x_train, data.y_train)
-            if module is None or not _is_torch_module(module):
+            if module is None or not is_torch_module(module):
                 raise InvalidParameterError(
                     "'train_fn' must return the trained torch module; it returned "
                     f"{type(module).__name__}.")
@@ -917,7 +909,7 @@ class _InfluenceValuator(Valuator):
         return inf
 
     def _fit_influence(self, data) -> InfluenceFunction:
-        if _is_torch_module(self.model):
+        if is_torch_module(self.model):
             return self._fit_torch(data)
         for name in ("loss", "train_fn"):
             if getattr(self, name) is not None:

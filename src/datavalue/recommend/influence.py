@@ -173,8 +173,7 @@ class RecommenderInfluence:
             self._solver = CGSolver(**opts).fit(op, self.damping)
         return self._solver.solve(g[None])[0]
 
-    def _restricted(self, u: int, i: int, target: Tensor | None = None
-                    ) -> tuple[np.ndarray, np.ndarray]:
+    def _restricted(self, u: int, i: int) -> tuple[np.ndarray, np.ndarray]:
         """FIA: (rating indices of user ``u`` or item ``i``, their ``grad l_j . H_SS^{-1} g_S``)
         with ``S`` = the user's and the item's biases and factors."""
         lay = self.model.layout_
@@ -201,8 +200,7 @@ class RecommenderInfluence:
             h[:k + 1, k + 1:] += cross
             h[k + 1:, :k + 1] += cross.T
         h += self.damping * torch.eye(2 * (k + 1), dtype=torch.float64)
-        g = torch.cat([one, q[i], one, p[u]]) if target is None else target
-        s = torch.linalg.solve(h, g)
+        s = torch.linalg.solve(h, torch.cat([one, q[i], one, p[u]]))
         idx = np.union1d(ru, ri)
         uu, ii = self.train.user[idx], self.train.item[idx]
         dot = np.zeros(len(idx))
@@ -249,8 +247,8 @@ class RecommenderInfluence:
         _check_scope(scope)
         u, i = self._codes(user, item)
         resid = float(rating) - float(self.model.predict_codes([u], [i])[0])
-        # grad l_test = -2 e_test grad f, so its scores are -2 e_test times f's.
-        return -2.0 * resid * -self.prediction_influence(user, item, scope=scope)
+        # grad l_test = -2 e_test grad f, and prediction_influence is -grad f . H^{-1} grad l_j
+        return 2.0 * resid * self.prediction_influence(user, item, scope=scope)
 
     def explain(self, user: Any, item: Any, k: int = 5, *, scope: str = "restricted"
                 ) -> RecommendationExplanation:
@@ -267,8 +265,8 @@ class RecommenderInfluence:
         tr = self.train
         cand = np.flatnonzero(scores != 0)
 
-        def table(order: np.ndarray) -> Any:
-            sel = cand[order][:k]
+        def table(rows: np.ndarray) -> Any:
+            sel = rows[:k]
             return pd.DataFrame({
                 "row_id": tr.row_id[sel], "user_id": tr.user_ids[tr.user[sel]],
                 "item_id": tr.item_ids[tr.item[sel]],
@@ -278,16 +276,14 @@ class RecommenderInfluence:
             })
 
         pos = cand[np.argsort(-scores[cand], kind="stable")]
+        pos = pos[scores[pos] > 0]
         neg = cand[np.argsort(scores[cand], kind="stable")]
-        own_pos = pos[(scores[pos] > 0) & (tr.user[pos] == u)]
-        own_neg = neg[(scores[neg] < 0) & (tr.user[neg] == u)]
+        neg = neg[scores[neg] < 0]
         return RecommendationExplanation(
             user_id=tr.user_ids[u], item_id=tr.item_ids[i], title=tr.title(i),
             predicted=float(self.model.predict_codes([u], [i])[0]), scope=scope,
-            helpful=table(np.searchsorted(cand, pos[scores[pos] > 0])),
-            harmful=table(np.searchsorted(cand, neg[scores[neg] < 0])),
-            because=table(np.searchsorted(cand, own_pos)),
-            despite=table(np.searchsorted(cand, own_neg)),
+            helpful=table(pos), harmful=table(neg),
+            because=table(pos[tr.user[pos] == u]), despite=table(neg[tr.user[neg] == u]),
             seconds=seconds, scores=scores)
 
 
