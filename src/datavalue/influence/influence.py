@@ -525,16 +525,16 @@ class InfluenceFunction(BaseEstimator):
 
     def _newton_scores(self, x_test: Any, y_test: Any, out: Any) -> np.ndarray:
         from .gradients import open_score_file
-        from .newton import check_newton, newton_deltas, newton_losses
+        from .newton import hessian_factor, newton_deltas, newton_losses
 
         self._check_fitted()
-        check_newton(self)
+        factor = hessian_factor(self)  # checks that order="newton" applies
         x, y = self._prepare(x_test, y_test)
         shape = (int(x.shape[0]), self.n_train_)
         result = open_score_file(out, shape) if out is not None else np.empty(shape)
         for start in range(0, self.n_train_, self.batch_size):
             rows = np.arange(start, min(start + self.batch_size, self.n_train_))
-            result[:, rows] = newton_losses(self, x, y, newton_deltas(self, rows))
+            result[:, rows] = newton_losses(self, x, y, newton_deltas(self, rows, factor))
         return result
 
     def _solved_train(self):
@@ -660,16 +660,13 @@ class InfluenceFunction(BaseEstimator):
         self._check_fitted()
         _check_order(order)
         if order == "newton":
-            from .newton import newton_deltas, newton_losses
+            from .newton import hessian_factor, newton_deltas, newton_self_losses
 
+            factor = hessian_factor(self)
             values = np.empty(self.n_train_, dtype=np.float64)
             for start in range(0, self.n_train_, self.batch_size):
                 rows = np.arange(start, min(start + self.batch_size, self.n_train_))
-                xs, ys = self._train_subset(rows)
-                d = newton_deltas(self, rows)
-                values[rows] = np.array([newton_losses(self, xs[j:j + 1], ys[j:j + 1],
-                                                       d[j:j + 1])[0, 0]
-                                         for j in range(len(rows))])
+                values[rows] = newton_self_losses(self, rows, newton_deltas(self, rows, factor))
             return values
         values = np.empty(self.n_train_, dtype=np.float64)
         if self._cache_solves:

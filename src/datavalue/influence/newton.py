@@ -27,7 +27,8 @@ import numpy as np
 
 from ..exceptions import InvalidParameterError
 
-__all__ = ["newton_deltas", "check_newton"]
+__all__ = ["check_newton", "hessian_factor", "newton_deltas", "newton_losses",
+           "newton_self_losses"]
 
 _SINGLE_SCORE = ("LogisticRegression", "LinearRegression", "Ridge", "LinearSVC", "SVC")
 
@@ -63,22 +64,38 @@ def _score_derivatives(model: Any, x: Any, y: Any) -> tuple[Any, Any, Any]:
     return eta.detach().reshape(-1), r.detach().reshape(-1), c.detach().reshape(-1)
 
 
-def newton_deltas(inf: Any, rows: np.ndarray) -> Any:
-    """``theta_{-i} - theta_hat`` for the training rows ``rows``, shape ``(len(rows), p)``, in
-    the flat parameter order (weights, then the intercept if the model has one)."""
+def hessian_factor(inf: Any) -> Any:
+    """LU factors of the damped dense Hessian, computed once per call of the scores (every
+    batch of training rows solves against the same matrix)."""
     import torch
 
     check_newton(inf)
     model = inf.model_
-    n = inf.n_train_
     h = inf.operator_.dense() + float(inf.damping) * torch.eye(
         inf.n_params_, dtype=model.dtype, device=model.device)
+    return torch.linalg.lu_factor(h)
+
+
+def _with_ones(model: Any, x: Any) -> Any:
+    """``x~ = [x, 1]`` (the flat order: weights, then the intercept if the model has one)."""
+    import torch
+
+    ones = [torch.ones(len(x), 1, dtype=model.dtype, device=model.device)] \
+        if "bias" in model.params else []
+    return torch.cat([x.to(model.dtype), *ones], dim=1)
+
+
+def newton_deltas(inf: Any, rows: np.ndarray, factor: Any) -> Any:
+    """``theta_{-i} - theta_hat`` for the training rows ``rows``, shape ``(len(rows), p)``, in
+    the flat parameter order; ``factor`` from :func:`hessian_factor`."""
+    import torch
+
+    model = inf.model_
+    n = inf.n_train_
     xs, ys = inf._train_subset(rows)
     _, r, c = _score_derivatives(model, xs, ys)
-    ones = [torch.ones(len(rows), 1, dtype=model.dtype, device=model.device)] \
-        if "bias" in model.params else []
-    xt = torch.cat([xs.to(model.dtype), *ones], dim=1)  # x~ = [x, 1], the flat order
-    solved = torch.linalg.solve(h, xt.T).T  # H^{-1} x~_i, (m, p)
+    xt = _with_ones(model, xs)
+    solved = torch.linalg.lu_solve(*factor, xt.T).T  # H^{-1} x~_i, (m, p)
     leverage = c * (solved * xt).sum(1) / n
     if bool((leverage >= 1 - 1e-12).any()):
         worst = int(torch.argmax(leverage))
@@ -89,17 +106,25 @@ def newton_deltas(inf: Any, rows: np.ndarray) -> Any:
     return solved * (r / (n * (1 - leverage)))[:, None]
 
 
+def newton_self_losses(inf: Any, rows: np.ndarray, deltas: Any) -> np.ndarray:
+    """``L(z_i; theta_hat + delta_i) - L(z_i; theta_hat)`` for each training row ``i`` of
+    ``rows`` with its own delta (the diagonal of :func:`newton_losses`)."""
+    model = inf.model_
+    xs, ys = inf._train_subset(rows)
+    eta0 = model.forward(model.params, xs).detach().reshape(-1)
+    eta = eta0 + (_with_ones(model, xs) * deltas).sum(1)
+    new = model.loss(eta[:, None], ys).reshape(-1)
+    base = model.loss(eta0[:, None], ys).reshape(-1)
+    return (new - base).cpu().numpy().astype(np.float64)
+
+
 def newton_losses(inf: Any, x: Any, y: Any, deltas: Any) -> np.ndarray:
     """``L(z_t; theta_hat + delta_i) - L(z_t; theta_hat)`` for every test point ``t`` and
     every delta ``i``, shape ``(n_test, n_deltas)``: losses evaluated at the new parameters."""
-    import torch
 
     model = inf.model_
     eta0 = model.forward(model.params, x).detach().reshape(-1)
-    ones = [torch.ones(len(x), 1, dtype=model.dtype, device=model.device)] \
-        if "bias" in model.params else []
-    xt = torch.cat([x.to(model.dtype), *ones], dim=1)
-    eta = eta0[:, None] + xt @ deltas.T  # (n_test, n_deltas)
+    eta = eta0[:, None] + _with_ones(model, x) @ deltas.T  # (n_test, n_deltas)
     base = model.loss(eta0[:, None], y).reshape(-1)
     t, m = eta.shape
     new = model.loss(eta.reshape(-1, 1), y.repeat_interleave(m)).reshape(t, m)
