@@ -150,7 +150,7 @@ def main() -> None:
         x, y = m.prepare(xte, yte, "x", "y")
         u, _ = block_cg(lambda p: (op.matvec(p.T) + DAMPING * p.T).T,
                         per_example_gradients(m, x, y).T.contiguous(), 1e-2)
-        g = per_example_gradients(m, inf._x, inf._y)
+        g = per_example_gradients(m, inf._data)
         s = (u.T @ g.T / len(g)).numpy()
         return time.perf_counter() - start, pearson(s)
 
@@ -173,7 +173,7 @@ def main() -> None:
         def a(p):
             return (op.matvec(p.T) + DAMPING * p.T).T
 
-        g_train = per_example_gradients(m, inf._x, inf._y)
+        g_train = per_example_gradients(m, inf._data)
         rows = torch.randperm(len(g_train), generator=torch.Generator().manual_seed(0))[:256]
         v1 = _orth(g_train[rows].T.contiguous())
         av1 = a(v1)
@@ -185,7 +185,7 @@ def main() -> None:
         start = time.perf_counter()
         x, y = m.prepare(xte, yte, "x", "y")
         g_test = per_example_gradients(m, x, y)
-        g_train = per_example_gradients(m, inf._x, inf._y)  # recomputed: part of the query
+        g_train = per_example_gradients(m, inf._data)  # recomputed: part of the query
         u = basis @ torch.cholesky_solve(basis.T @ g_test.T, chol)
         s = (u.T @ g_train.T / len(g_train)).numpy()
         return fit + time.perf_counter() - start, pearson(s), time.perf_counter() - start

@@ -396,7 +396,7 @@ def test_low_rank_scores_equal_the_generic_path(mlp, tmp_path):
     from datavalue.influence.gradients import per_example_gradients
 
     ref = (inf.solver_.solve(per_example_gradients(m, xq, yq))
-           @ per_example_gradients(m, inf._x, inf._y).T).numpy() / len(x)
+           @ per_example_gradients(m, inf._data).T).numpy() / len(x)
     first = inf.influence(xt, yt)
     np.testing.assert_allclose(first, ref, rtol=1e-10, atol=1e-14)
     np.testing.assert_array_equal(inf.influence(xt, yt), first)

@@ -29,7 +29,8 @@ import torch
 from torch import Tensor
 from torch.func import grad, jacrev, jvp, vjp, vmap
 
-from ..exceptions import InvalidParameterError
+from ..exceptions import InvalidParameterError, ModelOutputError
+from .examples import Examples, TensorExamples
 from .model import InfluenceModel
 from .solvers import HessianOperator, KFACSource
 
@@ -45,6 +46,7 @@ __all__ = [
     "group_blocks",
     "open_score_file",
     "DENSE_MAX_PARAMS",
+    "as_examples",
 ]
 
 #: Largest parameter count for which a dense Hessian is offered to the solvers (p^2 float64 =
@@ -64,6 +66,13 @@ def _batches(n: int, batch_size: int) -> Iterator[slice]:
         yield slice(start, min(start + batch_size, n))
 
 
+def as_examples(x: Tensor | Examples, y: Tensor | None = None) -> Examples:
+    """``x`` if it is already :class:`Examples`, else the tensors ``(x, y)`` as examples."""
+    if isinstance(x, Examples):
+        return x
+    return TensorExamples(x, y)
+
+
 # ---------------------------------------------------------------------------- gradients
 def _grad_fn(model: InfluenceModel) -> Callable:
     """``(params, x_batch, y_batch) -> dict`` of per-example gradients, shape ``(b, *shape)``."""
@@ -72,8 +81,8 @@ def _grad_fn(model: InfluenceModel) -> Callable:
 
 def per_example_gradients(
     model: InfluenceModel,
-    x: Tensor,
-    y: Tensor,
+    x: Tensor | Examples,
+    y: Tensor | None = None,
     *,
     batch_size: int = 256,
     params: dict[str, Tensor] | None = None,
@@ -82,22 +91,25 @@ def per_example_gradients(
     parameter order of ``model.layout``). Holds the whole matrix: use
     :func:`iter_gradient_blocks` when ``n p`` does not fit in memory."""
     blocks = [g for _, g in iter_gradient_blocks(model, x, y, batch_size=batch_size, params=params)]
-    return torch.cat(blocks) if blocks else x.new_zeros((0, model.n_params))
+    if blocks:
+        return torch.cat(blocks)
+    return torch.zeros((0, model.n_params), dtype=model.dtype, device=model.device)
 
 
 def iter_gradient_blocks(
     model: InfluenceModel,
-    x: Tensor,
-    y: Tensor,
+    x: Tensor | Examples,
+    y: Tensor | None = None,
     *,
     batch_size: int = 256,
     params: dict[str, Tensor] | None = None,
 ) -> Iterator[tuple[slice, Tensor]]:
-    """Yield ``(rows, G)`` with ``G`` the ``(len(rows), p)`` per-example gradients of those rows."""
+    """Yield ``(rows, G)`` with ``G`` the ``(len(rows), p)`` per-example gradients of those rows
+    (of the examples ``x``, or of the tensors ``(x, y)``)."""
     fn = _grad_fn(model)
     params = model.params if params is None else params
-    for rows in _batches(x.shape[0], batch_size):
-        g = fn(params, x[rows], y[rows])
+    for rows, xb, yb in as_examples(x, y).blocks(batch_size):
+        g = fn(params, xb, yb)
         yield rows, model.layout.flatten(g, batch_dims=1).detach()
 
 
@@ -106,28 +118,27 @@ class TrainGradients:
     otherwise recomputed batch by batch on every pass."""
 
     def __init__(
-        self, model: InfluenceModel, x: Tensor, y: Tensor, *, batch_size: int, max_memory: float
+        self, model: InfluenceModel, x: Tensor | Examples, y: Tensor | None = None, *,
+        batch_size: int, max_memory: float
     ) -> None:
-        self.model, self.x, self.y, self.batch_size = model, x, y, batch_size
+        self.model, self.data, self.batch_size = model, as_examples(x, y), batch_size
         itemsize = torch.empty((), dtype=model.dtype).element_size()
-        self.cacheable = x.shape[0] * model.n_params * itemsize <= max_memory
+        self.cacheable = self.data.n * model.n_params * itemsize <= max_memory
         self._cache: Tensor | None = None
 
     @property
     def n(self) -> int:
-        return int(self.x.shape[0])
+        return self.data.n
 
     def blocks(self) -> Iterator[tuple[slice, Tensor]]:
         """Yield ``(rows, G)`` over the training set, ``G`` of shape ``(len(rows), p)``."""
         if self.cacheable and self._cache is None:
-            self._cache = per_example_gradients(
-                self.model, self.x, self.y, batch_size=self.batch_size
-            )
+            self._cache = per_example_gradients(self.model, self.data, batch_size=self.batch_size)
         if self._cache is not None:
             for rows in _batches(self.n, self.batch_size):
                 yield rows, self._cache[rows]
         else:
-            yield from iter_gradient_blocks(self.model, self.x, self.y, batch_size=self.batch_size)
+            yield from iter_gradient_blocks(self.model, self.data, batch_size=self.batch_size)
 
 
 class TensorBlocks:
@@ -148,18 +159,38 @@ class TensorBlocks:
 
 
 def objective_gradient(
-    model: InfluenceModel, x: Tensor, y: Tensor, *, n_total: int, batch_size: int
+    model: InfluenceModel, x: Tensor | Examples, y: Tensor | None = None, *, n_total: int,
+    batch_size: int, name: str = "x_train",
 ) -> Tensor:
-    """Flat gradient of ``(1/n_total) sum_i L(z_i) + R(theta)`` over the rows of ``x``."""
+    """Flat gradient of ``(1/n_total) sum_i L(z_i) + R(theta)`` over the examples.
+
+    Raises :class:`ModelOutputError` naming the first example whose loss is not finite (every
+    influence would be NaN), or an error saying the loss could not read a batch of ``name``."""
 
     def part(params, xb, yb):
-        return model.losses(params, xb, yb).sum() / n_total
+        losses = model.losses(params, xb, yb)
+        return losses.sum() / n_total, losses
 
     total = 0
     if model.regularizer is not None:
         total = model.layout.flatten(grad(model.regularization)(model.params))
-    for rows in _batches(x.shape[0], batch_size):
-        total = total + model.layout.flatten(grad(part)(model.params, x[rows], y[rows]))
+    for rows, xb, yb in as_examples(x, y).blocks(batch_size):
+        try:
+            g, losses = grad(part, has_aux=True)(model.params, xb, yb)
+        except (RuntimeError, TypeError, ValueError, IndexError) as exc:
+            raise ModelOutputError(
+                f"The model and its loss could not be evaluated on a batch of '{name}' (inputs "
+                f"of shape {tuple(xb.shape)}, targets {tuple(yb.shape)} {yb.dtype}): "
+                f"{type(exc).__name__}: {exc}") from exc
+        bad = ~torch.isfinite(losses.detach().reshape(-1))
+        if bool(bad.any()):
+            first = rows.start + int(torch.nonzero(bad)[0, 0])
+            raise ModelOutputError(
+                f"The loss of example {first} of '{name}' is "
+                f"{float(losses.detach().reshape(-1)[first - rows.start])}: influence needs "
+                "finite losses at the trained parameters (check the model's outputs and the "
+                "targets, e.g. a label outside the model's classes).")
+        total = total + model.layout.flatten(g)
     return total.detach()
 
 
@@ -220,8 +251,8 @@ def _reg_hvp(model: InfluenceModel) -> Callable | None:
 
 def hessian_operator(
     model: InfluenceModel,
-    x: Tensor,
-    y: Tensor,
+    x: Tensor | Examples,
+    y: Tensor | None = None,
     *,
     hessian: str = "exact",
     batch_size: int = 256,
@@ -244,35 +275,46 @@ def hessian_operator(
         raise InvalidParameterError(
             f"The 'hessian' parameter must be 'exact' or 'gauss-newton'. Got {hessian!r}."
         )
-    n_total = int(x.shape[0] if n_total is None else n_total)
+    data = as_examples(x, y)
+    n_total = int(data.n if n_total is None else n_total)
     if rows is not None:
-        x, y = x[rows], y[rows]
-    n_rows = int(x.shape[0])
+        data = data.subset(np.asarray(torch.as_tensor(rows).cpu(), dtype=np.int64))
+    n_rows = data.n
     p = model.n_params
     layout, params = model.layout, model.params
     data_hvp = _hvp_batch(model, hessian)
     reg_hvp = _reg_hvp(model)
 
-    def apply(v: Tensor, xs: Tensor, ys: Tensor, weight: float) -> Tensor:
+    def apply(v: Tensor, part: Examples, weight: float) -> Tensor:
         v = v.to(dtype=model.dtype, device=model.device)
         if v.shape[0] == 1 and hessian == "exact":
             # One vector needs far less memory per example than the vmapped path's chunks of
             # vectors: larger batches (fewer Python-level passes; Arnoldi on the digits MLP:
             # 6.3 -> 2.8 ms per product with all 1,257 examples in one pass).
             single_batch = max(batch_size, _SINGLE_HVP_EXAMPLES)
-            out = _single_hvp(model, v[0], xs, ys, weight, single_batch)[None]
+            out = _single_hvp(model, v[0], part, weight, single_batch)[None]
             if reg_hvp is not None:
                 out += layout.flatten(reg_hvp(params, layout.unflatten(v)), batch_dims=1)
             return out.detach()
         out = torch.zeros_like(v)
-        chunk = _vector_chunk(min(batch_size, max(1, xs.shape[0])), p)
-        for vs in _batches(v.shape[0], chunk):
-            vd = layout.unflatten(v[vs])
-            acc = out[vs]
-            for b in _batches(xs.shape[0], batch_size):
-                acc += layout.flatten(data_hvp(params, vd, xs[b], ys[b], weight), batch_dims=1)
-            if reg_hvp is not None:
-                acc += layout.flatten(reg_hvp(params, vd), batch_dims=1)
+        chunk = _vector_chunk(min(batch_size, max(1, part.n)), p)
+        if isinstance(part, TensorExamples) or v.shape[0] <= chunk:
+            # Vectors outside, data inside: one pass over the data per chunk of vectors, free
+            # for examples held in memory.
+            for vs in _batches(v.shape[0], chunk):
+                vd = layout.unflatten(v[vs])
+                acc = out[vs]
+                for _, xb, yb in part.blocks(batch_size):
+                    acc += layout.flatten(data_hvp(params, vd, xb, yb, weight), batch_dims=1)
+        else:
+            # Streamed examples: data outside, so that each block is read once for all vectors.
+            chunks = [(vs, layout.unflatten(v[vs])) for vs in _batches(v.shape[0], chunk)]
+            for _, xb, yb in part.blocks(batch_size):
+                for vs, vd in chunks:
+                    out[vs] += layout.flatten(data_hvp(params, vd, xb, yb, weight), batch_dims=1)
+        if reg_hvp is not None:
+            for vs in _batches(v.shape[0], chunk):
+                out[vs] += layout.flatten(reg_hvp(params, layout.unflatten(v[vs])), batch_dims=1)
         return out.detach()
 
     build_dense = None
@@ -280,13 +322,13 @@ def hessian_operator(
         if model.linear_in_params or hessian == "gauss-newton":
 
             def build_dense() -> Tensor:
-                return _dense_gauss_newton(model, x, y, n_total, batch_size)
+                return _dense_gauss_newton(model, data, n_total, batch_size)
 
         else:
 
             def build_dense() -> Tensor:
                 eye = torch.eye(p, dtype=model.dtype, device=model.device)
-                h = apply(eye, x, y, 1.0 / n_total)
+                h = apply(eye, data, 1.0 / n_total)
                 return 0.5 * (h + h.T)
 
     # Ski rental: once the solver has asked for more Hessian-vector products than it would
@@ -311,12 +353,13 @@ def hessian_operator(
                 dense_h()
         if cache["h"] is not None:
             return v.to(dtype=model.dtype, device=model.device) @ cache["h"]
-        return apply(v, x, y, 1.0 / n_total)
+        return apply(v, data, 1.0 / n_total)
 
     def batch_matvec(v: Tensor, idx: Tensor) -> Tensor:
         # Unbiased for H: E[(n_rows / n_total) mean_{i in batch} C_i] = (1/n_total) sum C_i.
-        idx = torch.as_tensor(idx, device=x.device)
-        return apply(v, x[idx], y[idx], n_rows / (n_total * max(1, len(idx))))
+        idx = np.asarray(torch.as_tensor(idx).cpu(), dtype=np.int64)
+        part = TensorExamples(*data.take(idx))
+        return apply(v, part, n_rows / (n_total * max(1, len(idx))))
 
     dense = dense_h if build_dense is not None else None
 
@@ -324,13 +367,13 @@ def hessian_operator(
     found = model.kfac_layers()
     output_kind = model.output_kind
     if output_kind is None:  # a user loss: class labels or real targets?
-        output_kind = "regression" if y.is_floating_point() else "classification"
+        output_kind = "regression" if data.float_targets else "classification"
     if found is not None and output_kind != "other":
         layers, slices = found
 
         def batches() -> Iterator[tuple[Tensor, Tensor]]:
-            for b in _batches(n_rows, batch_size):
-                yield x[b], y[b]
+            for _, xb, yb in data.blocks(batch_size):
+                yield xb, yb
 
         kfac = KFACSource(
             module=model.module,
@@ -354,7 +397,7 @@ def hessian_operator(
 
 
 def _single_hvp(
-    model: InfluenceModel, v: Tensor, x: Tensor, y: Tensor, weight: float, batch_size: int
+    model: InfluenceModel, v: Tensor, data: Examples, weight: float, batch_size: int
 ) -> Tensor:
     """``weight * sum_i Hess L(z_i) v`` (the data term only) for one vector ``v`` by
     reverse-over-reverse autograd over whole batches. For one vector this is 3-5x faster than
@@ -367,8 +410,8 @@ def _single_hvp(
     with torch.enable_grad():
         ps = {k: t.detach().requires_grad_(True) for k, t in model.params.items()}
         leaves = [ps[k] for k in names]
-        for b in _batches(x.shape[0], batch_size):
-            f = model.losses(ps, x[b], y[b]).sum() * weight
+        for _, xb, yb in data.blocks(batch_size):
+            f = model.losses(ps, xb, yb).sum() * weight
             g = torch.autograd.grad(f, leaves, create_graph=True)
             dot = sum((gi * vd[k]).sum() for gi, k in zip(g, names, strict=True))
             hv = torch.autograd.grad(dot, leaves, allow_unused=True)
@@ -380,7 +423,7 @@ def _single_hvp(
 
 
 def _dense_gauss_newton(
-    model: InfluenceModel, x: Tensor, y: Tensor, n_total: int, batch_size: int
+    model: InfluenceModel, data: Examples, n_total: int, batch_size: int
 ) -> Tensor:
     """``(1/n_total) sum_i J_i^T H_out,i J_i + Hess R`` from per-example Jacobians: cheap when
     the network has few outputs (and exact for models linear in their parameters)."""
@@ -396,8 +439,7 @@ def _dense_gauss_newton(
     jac = vmap(jacrev(net_one), in_dims=(None, 0))
     out_hess = vmap(jacrev(jacrev(loss_one)), in_dims=(0, 0))
     total = torch.zeros((p, p), dtype=model.dtype, device=model.device)
-    for b in _batches(x.shape[0], max(1, min(batch_size, 2**22 // max(1, p)))):
-        xb, yb = x[b], y[b]
+    for _, xb, yb in data.blocks(max(1, min(batch_size, 2**22 // max(1, p)))):
         jd = jac(params, xb)  # dict of (b, *out, *shape)
         outs = model.forward(params, xb)
         k = outs[0].numel()

@@ -263,21 +263,38 @@ class InfluenceFunction(BaseEstimator):
             )
         return make_solver(self.solver, **(self.solver_options or {}))
 
-    def _examples(self, x: Any, y: Any, x_name: str, y_name: str) -> tuple[Any, Any]:
-        """``(x, y)`` as given, or gathered from a torch Dataset / DataLoader given as ``x``."""
-        from .torch_data import gather_examples, is_torch_data
+    def _raw_examples(self, x: Any, y: Any, x_name: str, y_name: str) -> tuple[Any, Any]:
+        """``(x, y)`` as given (``y`` None for a torch Dataset / DataLoader), checked."""
+        from .examples import is_torch_data
 
         if is_torch_data(x):
             if y is not None:
                 raise InvalidParameterError(
                     f"'{x_name}' is a torch Dataset/DataLoader, which holds the targets: leave "
                     f"'{y_name}' out (None).")
-            return gather_examples(x, self.batch_fn, x_name)
+            return x, None
         if y is None:
             raise InvalidParameterError(
                 f"'{y_name}' is required when '{x_name}' is an array or tensor (give a torch "
                 "Dataset or DataLoader to pass both at once).")
         return x, y
+
+    def _to_examples(self, model: Any, x: Any, y: Any, x_name: str, y_name: str):
+        """:class:`Examples` for ``model``: a torch Dataset / DataLoader is streamed for a torch
+        module (read again on every pass, one block in memory) and gathered for a scikit-learn
+        model, whose inputs are arrays; arrays and tensors are validated once."""
+        from .examples import StreamedExamples, TensorExamples, gather_examples, is_torch_data
+
+        if is_torch_data(x):
+            if model.kind == "torch":
+                return StreamedExamples(
+                    x, self.batch_fn, lambda a, b: model.prepare(a, b, x_name, y_name), x_name,
+                    loader_batch_size=self.batch_size)
+            x, y = gather_examples(x, self.batch_fn, x_name)
+            x, y = x.numpy(), y.numpy()
+        if getattr(self, "pipeline_input_", None) is not None:
+            x = self.pipeline_input_.transform(x, x_name)
+        return TensorExamples(*model.prepare(x, y, x_name, y_name))
 
     def fit(self, x_train: Any, y_train: Any = None) -> InfluenceFunction:
         """Wrap the model, build the Hessian operator of its training objective on
@@ -297,24 +314,29 @@ class InfluenceFunction(BaseEstimator):
         validate_params(
             type(self).__name__, self.get_params(deep=False), self._parameter_constraints
         )
-        x_train, y_train = self._examples(x_train, y_train, "x_train", "y_train")
+        x_train, y_train = self._raw_examples(x_train, y_train, "x_train", "y_train")
         dtype = _resolve_dtype(self.dtype)
         solver = self._make_solver()
         x_np = y_np = None
         n_train = None
+        from .examples import TensorExamples, gather_examples, is_torch_data
         from .pipelines import PipelineInput, split_pipeline
 
         estimator = self.model
         self.pipeline_input_ = None
         parts = split_pipeline(self.model)
+        pre = None
         if parts is not None:
             pre, estimator = parts
-            if pre is not None:
-                self.pipeline_input_ = PipelineInput(pre)
-                x_train = self.pipeline_input_.transform(x_train, "x_train")
         if not isinstance(estimator, torch.nn.Module):
             from .._validation import check_xy
 
+            if is_torch_data(x_train):  # arrays for a scikit-learn model
+                x_train, y_train = (t.numpy() for t in
+                                    gather_examples(x_train, self.batch_fn, "x_train"))
+            if pre is not None:
+                self.pipeline_input_ = PipelineInput(pre)
+                x_train = self.pipeline_input_.transform(x_train, "x_train")
             x_np, y_np = check_xy(x_train, y_train, x_name="x_train", y_name="y_train")
             n_train = len(x_np)
         model = wrap_model(
@@ -329,19 +351,28 @@ class InfluenceFunction(BaseEstimator):
             dtype=dtype,
             device=self.device,
         )
-        x, y = model.prepare(x_train, y_train, "x_train", "y_train")
+        if model.kind == "torch":
+            data = self._to_examples(model, x_train, y_train, "x_train", "y_train")
+        else:
+            data = TensorExamples(*model.prepare(x_train, y_train, "x_train", "y_train"))
         self.hessian_ = self.hessian if self.hessian != "auto" else (
             "gauss-newton" if model.kind == "torch" else "exact")
-        op = hessian_operator(model, x, y, hessian=self.hessian_, batch_size=self.batch_size)
+        # Influence functions assume theta_hat minimises the objective (Koh & Liang, Sec. 2);
+        # this norm says how far from stationary the given model is. Its pass also checks,
+        # before any costly work, that the loss reads every batch and is finite.
+        self.gradient_norm_ = float(
+            objective_gradient(model, data, n_total=data.n, batch_size=self.batch_size).norm()
+        )
+        op = hessian_operator(model, data, hessian=self.hessian_, batch_size=self.batch_size)
         solver.fit(op, float(self.damping))
         self.model_ = model
         self.operator_ = op
         self.solver_ = solver
-        self.n_train_ = int(x.shape[0])
+        self.n_train_ = data.n
         self.n_params_ = model.n_params
         self.params_ = model.theta.detach().cpu().numpy().astype(np.float64)
         self.param_names_ = model.layout.names
-        self._x, self._y = x, y
+        self._data = data
         self._train_projection = None
         self._train_solved = None
         itemsize = torch.empty((), dtype=dtype).element_size()
@@ -365,13 +396,7 @@ class InfluenceFunction(BaseEstimator):
         else:
             self._score_dtype = _resolve_dtype(self.score_dtype)
         self._train_grads = TrainGradients(
-            model, x, y, batch_size=self.batch_size, max_memory=float(self.max_memory)
-        )
-        # Influence functions assume theta_hat minimises the objective (Koh & Liang, Sec. 2);
-        # this norm says how far from stationary the given model is.
-        self.gradient_norm_ = float(
-            objective_gradient(model, x, y, n_total=self.n_train_, batch_size=self.batch_size)
-            .norm()
+            model, data, batch_size=self.batch_size, max_memory=float(self.max_memory)
         )
         self.fit_time_ = time.perf_counter() - start
         return self
@@ -396,11 +421,10 @@ class InfluenceFunction(BaseEstimator):
         return pipe
 
     def _prepare(self, x: Any, y: Any, x_name: str = "x_test", y_name: str = "y_test"):
+        """Query examples as :class:`~datavalue.influence.examples.Examples`."""
         self._check_fitted()
-        x, y = self._examples(x, y, x_name, y_name)
-        if self.pipeline_input_ is not None:
-            x = self.pipeline_input_.transform(x, x_name)
-        return self.model_.prepare(x, y, x_name, y_name)
+        x, y = self._raw_examples(x, y, x_name, y_name)
+        return self._to_examples(self.model_, x, y, x_name, y_name)
 
     def _indices(self, indices: Any, name: str = "indices", *, as_set: bool = True) -> np.ndarray:
         """Training indices from an index list or a boolean mask: a set (sorted, no duplicates)
@@ -432,12 +456,12 @@ class InfluenceFunction(BaseEstimator):
             raise InvalidDataError(f"'{name}' contains duplicate indices.")
         return out
 
-    def _preconditioned(self, x, y, desc: str) -> Iterator[tuple[slice, Any]]:
+    def _preconditioned(self, data, desc: str) -> Iterator[tuple[slice, Any]]:
         """Yield ``(rows, (H + lambda I)^{-1} grad L(z_rows))`` block by block."""
         from .gradients import iter_gradient_blocks
 
-        blocks = iter_gradient_blocks(self.model_, x, y, batch_size=self.batch_size)
-        for rows, _, u in self._solve_blocks(blocks, int(x.shape[0]), desc):
+        blocks = iter_gradient_blocks(self.model_, data, batch_size=self.batch_size)
+        for rows, _, u in self._solve_blocks(blocks, data.n, desc):
             yield rows, u
 
     def _solve_blocks(self, blocks, n: int, desc: str) -> Iterator[tuple[slice, Any, Any]]:
@@ -465,11 +489,10 @@ class InfluenceFunction(BaseEstimator):
             bar.close()
 
     def _train_subset(self, idx: np.ndarray):
-        torch = _torch()
-        rows = torch.as_tensor(idx, device=self._x.device)
-        return self._x[rows], self._y[rows]
+        """The training examples ``idx`` (in that order) as two tensors."""
+        return self._data.take(idx)
 
-    def _sum_gradients(self, x, y):
+    def _sum_gradients(self, x, y=None):
         from .gradients import iter_gradient_blocks
 
         total = None
@@ -508,12 +531,12 @@ class InfluenceFunction(BaseEstimator):
         _check_order(order)
         if order == "newton":
             return self._newton_scores(x_test, y_test, out)
-        x, y = self._prepare(x_test, y_test)
-        shape = (int(x.shape[0]), self.n_train_)
+        data = self._prepare(x_test, y_test)
+        shape = (data.n, self.n_train_)
         target = open_score_file(out, shape) if out is not None else None
         if self.solver_.factor() is not None:
-            return self._low_rank_scores(x, y, shape, target)
-        queries, train = self._query_and_train(x, y, "influence")
+            return self._low_rank_scores(data, shape, target)
+        queries, train = self._query_and_train(data, "influence")
         return score_matrix(
             queries,
             train,
@@ -529,7 +552,7 @@ class InfluenceFunction(BaseEstimator):
 
         self._check_fitted()
         factor = hessian_factor(self)  # checks that order="newton" applies
-        x, y = self._prepare(x_test, y_test)
+        x, y = self._prepare(x_test, y_test).tensors()
         shape = (int(x.shape[0]), self.n_train_)
         result = open_score_file(out, shape) if out is not None else np.empty(shape)
         for start in range(0, self.n_train_, self.batch_size):
@@ -547,7 +570,7 @@ class InfluenceFunction(BaseEstimator):
             ])
         return self._train_solved
 
-    def _query_and_train(self, x, y, desc: str):
+    def _query_and_train(self, data, desc: str):
         """The two sides of a score product: preconditioned test gradients against training
         gradients, or (``cache_train_solves``) plain test gradients against the cached solved
         training gradients."""
@@ -555,10 +578,10 @@ class InfluenceFunction(BaseEstimator):
 
         if self._cache_solves:
             solved = TensorBlocks(self._solved_train(), self.batch_size)
-            return iter_gradient_blocks(self.model_, x, y, batch_size=self.batch_size), solved
-        return self._query_groups(x, y, desc), self._train_grads
+            return iter_gradient_blocks(self.model_, data, batch_size=self.batch_size), solved
+        return self._query_groups(data, desc), self._train_grads
 
-    def _low_rank_scores(self, x, y, shape: tuple[int, int], out: np.ndarray | None) -> np.ndarray:
+    def _low_rank_scores(self, data, shape: tuple[int, int], out: np.ndarray | None) -> np.ndarray:
         """Scores through a low-rank inverse ``U^T diag(d) U`` (Arnoldi, complement "drop"):
         ``(G_test U^T) diag(d) (G_train U^T)^T / n``. The projected training gradients
         (``n x r``) are computed once and kept, so later queries cost one gradient pass over
@@ -575,7 +598,7 @@ class InfluenceFunction(BaseEstimator):
         bar = progress_bar(-(-shape[0] // self.batch_size), "influence", self.progress,
                            unit="block")
         try:
-            for rows, g in iter_gradient_blocks(self.model_, x, y, batch_size=self.batch_size):
+            for rows, g in iter_gradient_blocks(self.model_, data, batch_size=self.batch_size):
                 result[rows] = (((g @ u.T) * d) @ train).mul_(1.0 / self.n_train_).cpu().numpy()
                 bar.update(1)
         finally:
@@ -584,12 +607,12 @@ class InfluenceFunction(BaseEstimator):
             result.flush()
         return result
 
-    def _query_groups(self, x, y, desc: str) -> Iterator[tuple[slice, Any]]:
+    def _query_groups(self, data, desc: str) -> Iterator[tuple[slice, Any]]:
         """Preconditioned test gradients, grouped up to ``max_memory`` bytes when the training
         gradients are not cached: each pass recomputing them then serves many test rows."""
         from .gradients import group_blocks
 
-        blocks = self._preconditioned(x, y, desc)
+        blocks = self._preconditioned(data, desc)
         if self._train_grads.cacheable:
             return blocks
         return group_blocks(blocks, float(self.max_memory))
@@ -614,33 +637,36 @@ class InfluenceFunction(BaseEstimator):
         from torch.func import grad, vmap
 
         self._check_fitted()
-        x, y = self._prepare(x_test, y_test)
+        data = self._prepare(x_test, y_test)
         m = self.model_
 
         def margin(params, xi, yi):
             out = m.forward(params, xi.unsqueeze(0))[0].reshape(-1)
             if out.numel() == 1:
                 return torch.where(yi > 0, out[0], -out[0])
-            k = yi.long().reshape(())
-            others = torch.cat([out[:k], out[k + 1:]])
-            return out[k] - torch.logsumexp(others, dim=0)
+            # A mask, not indexing by the label: vmap cannot slice by a batched value.
+            mine = torch.arange(out.numel(), device=out.device) == yi.long().reshape(())
+            others = out.masked_fill(mine, float("-inf"))
+            return torch.where(mine, out, 0).sum() - torch.logsumexp(others, dim=0)
 
-        g = vmap(grad(margin), in_dims=(None, 0, 0))(m.params, x, y)
-        u = self.solver_.solve(m.layout.flatten(g, batch_dims=1).detach())
-        scores = np.empty((int(x.shape[0]), self.n_train_))
-        for rows, gt in self._train_grads.blocks():
-            scores[:, rows] = (-(u @ gt.T) / self.n_train_).cpu().numpy()
+        margin_grads = vmap(grad(margin), in_dims=(None, 0, 0))
+        scores = np.empty((data.n, self.n_train_))
+        for qrows, x, y in data.blocks(self.batch_size):
+            g = margin_grads(m.params, x, y)
+            u = self.solver_.solve(m.layout.flatten(g, batch_dims=1).detach())
+            for rows, gt in self._train_grads.blocks():
+                scores[qrows, rows] = (-(u @ gt.T) / self.n_train_).cpu().numpy()
         return scores
 
     def summed_influence(self, x_test: Any, y_test: Any = None) -> np.ndarray:
         """``influence(x_test, y_test).sum(axis=0)`` with one linear solve: the predicted change
         of the *total* test loss when each training example is removed, shape ``(n_train,)``."""
-        x, y = self._prepare(x_test, y_test)
+        data = self._prepare(x_test, y_test)
         if self._cache_solves:
             solved = self._solved_train()
-            total = self._sum_gradients(x, y).to(solved.dtype)
+            total = self._sum_gradients(data).to(solved.dtype)
             return (solved @ total).cpu().numpy() / self.n_train_
-        u = self.solver_.solve(self._sum_gradients(x, y)[None])[0]
+        u = self.solver_.solve(self._sum_gradients(data)[None])[0]
         values = np.empty(self.n_train_, dtype=np.float64)
         for rows, g in self._train_grads.blocks():
             values[rows] = (g @ u).cpu().numpy() / self.n_train_
@@ -692,7 +718,7 @@ class InfluenceFunction(BaseEstimator):
         if idx.size == 0:
             return np.zeros(self.n_params_)
         if self._cache_solves:
-            rows = _torch().as_tensor(idx, device=self._x.device)
+            rows = _torch().as_tensor(idx, device=self._solved_train().device)
             return self._solved_train()[rows].sum(0).cpu().numpy() / self.n_train_
         g = self._sum_gradients(*self._train_subset(idx))
         return self.solver_.solve(g[None])[0].cpu().numpy() / self.n_train_
@@ -716,11 +742,11 @@ class InfluenceFunction(BaseEstimator):
         if getattr(self, "pipeline_input_", None) is not None:
             # d/dx = d/dz * dz/dx: per-feature factors, or a clear error for other steps
             factor = self.pipeline_input_.input_factor()
-        x, y = self._prepare(x_test, y_test)
+        data = self._prepare(x_test, y_test)
         idx = self._indices(train_indices, "train_indices", as_set=False)
         xs, ys = self._train_subset(idx)
-        result = np.empty((int(x.shape[0]), idx.size, *xs.shape[1:]), dtype=np.float64)
-        for rows, u in self._preconditioned(x, y, "perturbation influence"):
+        result = np.empty((data.n, idx.size, *xs.shape[1:]), dtype=np.float64)
+        for rows, u in self._preconditioned(data, "perturbation influence"):
             for start in range(0, idx.size, self.batch_size):
                 cols = slice(start, min(start + self.batch_size, idx.size))
                 m = mixed_input_gradients(self.model_, u, xs[cols], ys[cols])
@@ -747,13 +773,13 @@ class InfluenceFunction(BaseEstimator):
             return TopK(helpful=best, harmful=worst,
                         helpful_scores=np.take_along_axis(block, best, axis=1),
                         harmful_scores=np.take_along_axis(block, worst, axis=1))
-        x, y = self._prepare(x_test, y_test)
-        n_test, n = int(x.shape[0]), self.n_train_
+        data = self._prepare(x_test, y_test)
+        n_test, n = data.n, self.n_train_
         k = min(int(k), n)
         out = {name: np.empty((n_test, k), dtype=dt) for name, dt in
                (("helpful", np.int64), ("harmful", np.int64), ("helpful_scores", np.float64),
                 ("harmful_scores", np.float64))}
-        queries, train = self._query_and_train(x, y, "top-k")
+        queries, train = self._query_and_train(data, "top-k")
         for rows, u in queries:
             block = score_matrix(iter([(slice(0, u.shape[0]), u)]), train,
                                  (u.shape[0], n), scale=1.0 / n, dtype=self._score_dtype)
@@ -790,8 +816,8 @@ class InfluenceFunction(BaseEstimator):
         else:
             keep = np.setdiff1d(np.arange(self.n_train_), idx)
             op = hessian_operator(
-                self.model_, self._x, self._y, hessian=self.hessian_, batch_size=self.batch_size,
-                n_total=self.n_train_, rows=torch.as_tensor(keep, device=self._x.device),
+                self.model_, self._data, hessian=self.hessian_, batch_size=self.batch_size,
+                n_total=self.n_train_, rows=torch.as_tensor(keep),
             )
             solver = self._make_solver().fit(op, float(self.damping))
             g = self._sum_gradients(*self._train_subset(idx))
@@ -799,8 +825,8 @@ class InfluenceFunction(BaseEstimator):
         new = theta + delta
         test_loss = base_loss = None
         if test is not None:
-            base_loss = self._losses(theta, *test)
-            test_loss = self._losses(new, *test)
+            base_loss = self._losses(theta, test)
+            test_loss = self._losses(new, test)
         return Unlearned(
             indices=idx,
             params=new.cpu().numpy().astype(np.float64),
@@ -810,28 +836,27 @@ class InfluenceFunction(BaseEstimator):
             base_test_loss=base_loss,
         )
 
-    def _losses(self, flat, x, y) -> np.ndarray:
+    def _losses(self, flat, data) -> np.ndarray:
         torch = _torch()
         params = self.model_.layout.unflatten(flat.to(self.model_.dtype))
         out = []
         with torch.no_grad():
-            for start in range(0, int(x.shape[0]), self.batch_size):
-                rows = slice(start, start + self.batch_size)
-                out.append(self.model_.losses(params, x[rows], y[rows]))
+            for _, x, y in data.blocks(self.batch_size):
+                out.append(self.model_.losses(params, x, y))
         return torch.cat(out).cpu().numpy().astype(np.float64)
 
     def losses(self, x: Any, y: Any, params: Any = None) -> np.ndarray:
         """Per-example losses ``L(z, theta)`` at ``theta_hat`` (or at the flat ``params``), the
         losses every score refers to."""
         torch = _torch()
-        xt, yt = self._prepare(x, y, "x", "y")
+        data = self._prepare(x, y, "x", "y")
         flat = self.model_.theta if params is None else torch.as_tensor(
             np.asarray(params, dtype=np.float64)).to(self.model_.device)
         if flat.shape != (self.n_params_,):
             raise InvalidDataError(
                 f"'params' must have shape ({self.n_params_},); got {tuple(flat.shape)}."
             )
-        return self._losses(flat, xt, yt)
+        return self._losses(flat, data)
 
 
 def _check_order(order: Any) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import warnings
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -81,6 +82,16 @@ def _wrap_torch(
         first = next(module.parameters(), None)
         device = first.device if first is not None else torch.device("cpu")
     names = _select_params(module, params)  # on the caller's module: params may be its submodules
+    if module.training:
+        stochastic = sorted({type(m).__name__ for m in module.modules()
+                             if isinstance(m, nn.modules.dropout._DropoutNd
+                                           | nn.modules.batchnorm._BatchNorm)})
+        if stochastic:
+            warnings.warn(
+                f"The model is in train mode and has {', '.join(stochastic)} layers: influence "
+                "is computed in eval mode (dropout off, batch norm with its running statistics),"
+                " the function the trained model computes at test time. Call model.eval() "
+                "before to silence this warning.", UserWarning, stacklevel=4)
     work = copy.deepcopy(module).to(device=device, dtype=dtype).eval()
     named = dict(work.named_parameters())
     chosen = {n: named[n].detach() for n in names}

@@ -1,0 +1,252 @@
+"""Torch Datasets and DataLoaders (tuple or dict batches) give the same scores as tensors."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader, Dataset, TensorDataset
+
+import datavalue as dv
+from datavalue.exceptions import DatavalueError, InvalidParameterError
+
+
+class DictDataset(Dataset):
+    """Examples as dicts, as many real pipelines yield them."""
+
+    def __init__(self, x, y):
+        self.x, self.y = x, y
+
+    def __len__(self):
+        return len(self.x)
+
+    def __getitem__(self, i):
+        return {"pixels": self.x[i], "label": self.y[i], "id": i}
+
+
+@pytest.fixture(scope="module")
+def setup():
+    torch.manual_seed(0)
+    x = torch.randn(90, 6, dtype=torch.float64)
+    y = (x[:, 0] + 0.3 * torch.randn(90, dtype=torch.float64) > 0).long()
+    net = torch.nn.Sequential(torch.nn.Linear(6, 5), torch.nn.Tanh(), torch.nn.Linear(5, 2))
+    net = net.double()
+    opt = torch.optim.LBFGS(net.parameters(), max_iter=300, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(net(x), y) + 5e-3 * sum(
+            (p ** 2).sum() for p in net.parameters())
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    return net, x, y
+
+
+def _inf(net, **kw):
+    kw.setdefault("solver", "exact")
+    return dv.InfluenceFunction(net, torch.nn.CrossEntropyLoss(), weight_decay=1e-2,
+                                damping=1e-3, **kw)
+
+
+@pytest.mark.parametrize("batch_size", [1, 7, 90])
+def test_tensors_datasets_and_dict_loaders_give_identical_scores(setup, batch_size):
+    net, x, y = setup
+    ref = _inf(net).fit(x, y)
+    expected = ref.influence(x[:5], y[:5])
+    tuple_loader = DataLoader(TensorDataset(x, y), batch_size=batch_size)
+    a = _inf(net).fit(tuple_loader)
+    np.testing.assert_array_equal(a.influence(DataLoader(TensorDataset(x[:5], y[:5]))),
+                                  expected)
+    dict_loader = DataLoader(DictDataset(x, y), batch_size=batch_size)
+    read = lambda b: (b["pixels"], b["label"])  # noqa: E731
+    b = _inf(net, batch_fn=read).fit(dict_loader)
+    np.testing.assert_array_equal(b.influence(x[:5], y[:5]), expected)
+    np.testing.assert_array_equal(b.self_influence(), ref.self_influence())
+    top = b.top_k(DataLoader(DictDataset(x[:2], y[:2])), k=3)
+    np.testing.assert_array_equal(top.helpful, ref.top_k(x[:2], y[:2], k=3).helpful)
+
+
+def test_a_map_style_dataset_with_known_keys_needs_no_batch_fn(setup):
+    net, x, y = setup
+
+    class Keyed(Dataset):
+        def __len__(self):
+            return len(x)
+
+        def __getitem__(self, i):
+            return {"input": x[i], "target": y[i]}
+
+    ref = _inf(net).fit(x, y).self_influence()
+    np.testing.assert_array_equal(_inf(net).fit(Keyed()).self_influence(), ref)
+
+
+def test_unreadable_batches_and_misuse_get_clear_errors(setup):
+    net, x, y = setup
+    with pytest.raises(DatavalueError, match="dicts with keys 'pixels', 'label', 'id'"):
+        _inf(net).fit(DataLoader(DictDataset(x, y), batch_size=8))
+    with pytest.raises(DatavalueError, match="'batch_fn' failed"):
+        _inf(net, batch_fn=lambda b: (b["nope"], b["label"])).fit(
+            DataLoader(DictDataset(x, y)))
+    with pytest.raises(InvalidParameterError, match="shuffle=True"):
+        _inf(net).fit(DataLoader(TensorDataset(x, y), shuffle=True))
+    with pytest.raises(InvalidParameterError, match="leave 'y_train' out"):
+        _inf(net).fit(DataLoader(TensorDataset(x, y)), y)
+    with pytest.raises(InvalidParameterError, match="'y_train' is required"):
+        _inf(net).fit(x)
+    triples = DataLoader(TensorDataset(x, y, y), batch_size=8)
+    with pytest.raises(DatavalueError, match="batch_fn"):
+        _inf(net).fit(triples)
+
+
+# ---------------------------------------------------------------------------- streaming
+class DiskDataset(Dataset):
+    """Examples read from .npy files on disk one at a time (memory-mapped), as a data set larger
+    than memory would be."""
+
+    def __init__(self, folder):
+        self.x = np.load(folder / "x.npy", mmap_mode="r")
+        self.y = np.load(folder / "y.npy", mmap_mode="r")
+        self.reads = 0
+
+    def __len__(self):
+        return len(self.x)
+
+    def __getitem__(self, i):
+        self.reads += 1
+        return {"image": torch.from_numpy(np.array(self.x[i])), "label": int(self.y[i])}
+
+
+class Stream(torch.utils.data.IterableDataset):
+    """No random access: examples only in order."""
+
+    def __init__(self, x, y):
+        self.x, self.y = x, y
+
+    def __iter__(self):
+        return iter(zip(self.x, self.y, strict=True))
+
+
+@pytest.fixture()
+def on_disk(setup, tmp_path):
+    net, x, y = setup
+    np.save(tmp_path / "x.npy", x.numpy())
+    np.save(tmp_path / "y.npy", y.numpy())
+    return DiskDataset(tmp_path)
+
+
+@pytest.mark.parametrize("solver", ["exact", "cg", "arnoldi", "ekfac", "lissa"])
+def test_a_dataset_streamed_from_disk_gives_the_scores_of_tensors(setup, on_disk, solver):
+    # Identical blocks in the same order: the same floating-point operations, so agreement to
+    # rounding (1e-12 relative) for the deterministic solvers and for LiSSA with its seed.
+    net, x, y = setup
+    opts = {"lissa": {"seed": 0, "depth": 200, "scale": 10.0}, "arnoldi": {"rank": 20, "seed": 0},
+            }.get(solver, {})
+    kw = dict(solver=solver, solver_options=opts, batch_size=16)
+    # max_memory=0: nothing of size n x p is kept; every pass reads the files again.
+    ref = _inf(net, max_memory=0.0, **kw).fit(x, y)
+    streamed = _inf(net, max_memory=0.0, **kw).fit(DataLoader(on_disk, batch_size=5))
+    assert streamed._train_grads._cache is None
+    reads = on_disk.reads
+    np.testing.assert_allclose(streamed.influence(x[:4], y[:4]), ref.influence(x[:4], y[:4]),
+                               rtol=1e-10, atol=1e-14)
+    assert on_disk.reads > reads  # the training set was read again, not held
+    np.testing.assert_allclose(streamed.self_influence(), ref.self_influence(),
+                               rtol=1e-10, atol=1e-14)
+
+
+def test_every_method_works_without_random_access(setup):
+    # An IterableDataset: chosen examples are found by a pass, the unlearning Hessian is summed
+    # over a filtered pass.
+    net, x, y = setup
+    ref = _inf(net).fit(x, y)
+    it = _inf(net).fit(DataLoader(Stream(x, y), batch_size=11))
+    pick = [40, 3, 17]
+    np.testing.assert_allclose(it.params_influence(pick), ref.params_influence(pick),
+                               rtol=1e-10, atol=1e-14)
+    np.testing.assert_allclose(it.perturbation_influence(x[:2], y[:2], pick),
+                               ref.perturbation_influence(x[:2], y[:2], pick), rtol=1e-10,
+                               atol=1e-14)
+    np.testing.assert_allclose(it.margin_influence(Stream(x[:3], y[:3])),
+                               ref.margin_influence(x[:3], y[:3]), rtol=1e-10, atol=1e-14)
+    a, b = it.unlearn(pick, x[:3], y[:3]), ref.unlearn(pick, x[:3], y[:3])
+    np.testing.assert_allclose(a.params, b.params, rtol=1e-10, atol=1e-14)
+    np.testing.assert_allclose(a.test_loss, b.test_loss, rtol=1e-10, atol=1e-14)
+    np.testing.assert_allclose(it.losses(Stream(x, y), None), ref.losses(x, y), rtol=1e-12)
+
+
+def test_batches_the_loss_cannot_read_are_named_before_any_work(setup):
+    net, x, y = setup
+    wrong_width = DataLoader(TensorDataset(x[:, :4], y), batch_size=8)
+    with pytest.raises(dv.exceptions.ModelOutputError,
+                       match=r"could not be evaluated on a batch of 'x_train' \(inputs of shape "
+                             r"\(90, 4\)"):
+        _inf(net).fit(wrong_width)
+    bad_label = y.clone()
+    bad_label[13] = 7  # the network has 2 classes
+    with pytest.raises(dv.exceptions.ModelOutputError, match="'x_train'"):
+        _inf(net).fit(DataLoader(TensorDataset(x, bad_label), batch_size=8))
+
+
+def test_non_finite_losses_are_refused_naming_the_example(setup):
+    net, x, y = setup
+    huge = copy.deepcopy(net)
+    with torch.no_grad():
+        huge[2].bias[1] = float("inf")
+    with pytest.raises(dv.exceptions.ModelOutputError, match="loss of example 0 of 'x_train'"):
+        _inf(huge).fit(DataLoader(TensorDataset(x, y), batch_size=8))
+
+
+def test_data_that_changes_between_passes_is_refused(setup):
+    net, x, y = setup
+
+    class Shrinking(Dataset):
+        def __init__(self):
+            self.n = len(x)
+
+        def __len__(self):
+            return self.n
+
+        def __getitem__(self, i):
+            return x[i], y[i]
+
+    data = Shrinking()
+    inf = _inf(net, solver="cg").fit(DataLoader(data, batch_size=10))
+    data.n = 50
+    with pytest.raises(DatavalueError, match="gave 50 examples on this pass and 90 on the first"):
+        inf.self_influence()
+
+
+def test_a_model_left_in_train_mode_with_dropout_warns_and_is_scored_in_eval_mode(setup):
+    net, x, y = setup
+    with_dropout = torch.nn.Sequential(*list(copy.deepcopy(net)), torch.nn.Dropout(0.5)).train()
+    with pytest.warns(UserWarning, match="train mode and has Dropout layers"):
+        inf = _inf(with_dropout).fit(x, y)
+    # eval mode: dropout is the identity, so the scores are the network's without it
+    np.testing.assert_allclose(inf.self_influence(), _inf(net).fit(x, y).self_influence(),
+                               rtol=1e-10)
+
+
+def test_multiclass_margin_influence_of_a_torch_network_matches_autograd(setup):
+    # The margin f_y - logsumexp_{k != y} f_k differentiated by plain autograd, one example at a
+    # time, against the vmapped (masked) computation: agreement to rounding.
+    from datavalue.influence.gradients import per_example_gradients
+
+    net, x, y = setup
+    inf = _inf(net).fit(x, y)
+    m = inf.model_
+    expected = []
+    for i in range(3):
+        params = {k: v.detach().clone().requires_grad_(True) for k, v in m.params.items()}
+        out = m.forward(params, x[i:i + 1])[0]
+        k = int(y[i])
+        margin = out[k] - torch.logsumexp(torch.cat([out[:k], out[k + 1:]]), 0)
+        grads = dict(zip(params, torch.autograd.grad(margin, list(params.values())),
+                         strict=True))
+        u = inf.solver_.solve(m.layout.flatten(grads)[None])
+        expected.append((-(u @ per_example_gradients(m, x, y).T) / len(x))[0].numpy())
+    np.testing.assert_allclose(inf.margin_influence(x[:3], y[:3]), np.array(expected),
+                               rtol=1e-9, atol=1e-15)
