@@ -14,6 +14,7 @@ __all__ = [
     "InvalidModelError",
     "UnknownNameError",
     "ModelOutputError",
+    "StoreMismatchError",
 ]
 
 
@@ -40,3 +41,8 @@ class UnknownNameError(DatavalueError, ValueError):
 class ModelOutputError(DatavalueError, ValueError):
     """A model produced unusable output: NaN or infinite predictions or scores, predictions of
     the wrong length, or every fit failed. Raised instead of reporting values computed from it."""
+
+
+class StoreMismatchError(DatavalueError, ValueError):
+    """A folder of stored results (an influence ``store``) was computed for another model, data
+    set or setting; it is neither read nor overwritten."""

@@ -41,6 +41,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from ._io import _pid_alive
 from .exceptions import InvalidDataError, InvalidParameterError
 
 try:  # POSIX; on other systems writers are not serialised but the manifest still detects mixes.
@@ -66,12 +67,17 @@ SCHEMA = "datavalue-run"
 SCHEMA_VERSION = 1
 _LOCK = ".datavalue-run.lock"
 _STAGING_PREFIX = ".datavalue-staging-"
+#: Files a process fills before committing them to the run without holding the lock (large
+#: arrays computed for minutes): ``.datavalue-work-<pid>-<token><suffix>``. Removed by the next
+#: writer once their process has ended.
+_WORK_PREFIX = ".datavalue-work-"
 
 
 # ---------------------------------------------------------------------- manifest
 def _ours(name: str) -> bool:
     """Bookkeeping entries of a run folder (not user files)."""
     return (name in (MANIFEST, _LOCK) or name.startswith(_STAGING_PREFIX)
+            or name.startswith(_WORK_PREFIX)
             # a manifest temporary file left by a kill in an earlier version's manifest writes
             or (name.startswith(f".{MANIFEST}.") and name.endswith(".tmp")))
 
@@ -139,6 +145,17 @@ def _prepared_manifest(d: Path, state: str, files: dict[str, Any]) -> Path:
 
 def _digest(data: bytes) -> dict[str, Any]:
     return {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
+
+
+def _digest_file(path: Path) -> dict[str, Any]:
+    """:func:`_digest` of a file read in chunks (files of the influence store can be larger
+    than memory)."""
+    h, size = hashlib.sha256(), 0
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 24):
+            h.update(chunk)
+            size += len(chunk)
+    return {"sha256": h.hexdigest(), "size": size}
 
 
 def _fsync_dir(d: Path) -> None:
@@ -330,6 +347,10 @@ class RunWriter:
                         shutil.rmtree(d / entry, ignore_errors=True)
                     else:
                         (d / entry).unlink(missing_ok=True)
+                elif entry.startswith(_WORK_PREFIX):
+                    pid = entry[len(_WORK_PREFIX):].split("-", 1)[0]
+                    if pid.isdigit() and not _pid_alive(int(pid)):  # its process was killed
+                        (d / entry).unlink(missing_ok=True)
             self._staging = Path(tempfile.mkdtemp(prefix=_STAGING_PREFIX, dir=d))
         except BaseException:
             self._lock.release()
@@ -346,6 +367,11 @@ class RunWriter:
         p.parent.mkdir(parents=True, exist_ok=True)
         self._staged[name] = {}
         return p
+
+    def adopt(self, name: str, work_file: Path) -> None:
+        """Move ``work_file`` (from :func:`work_file`, filled outside the lock) into the run as
+        ``name``."""
+        os.replace(work_file, self.path(name))
 
     def write_bytes(self, name: str, data: bytes) -> None:
         p = self.path(name)
@@ -388,10 +414,9 @@ class RunWriter:
             p = staging / name
             if not p.is_file():
                 raise InvalidParameterError(f"Nothing was written to {name!r} in the run.")
-            data = p.read_bytes()
             with open(p, "rb+") as f:
                 os.fsync(f.fileno())
-            self._staged[name] = _digest(data)
+            self._staged[name] = _digest_file(p)
         remove = [n for n in old_files if n not in self._staged] if self.replace else []
         protected = {p.resolve() for p in self.protect}
         for name in [*new, *remove]:
@@ -429,6 +454,15 @@ class RunWriter:
             raise
         for parent in sorted({(d / n).parent for n in [*new, *remove]} | {d}):
             _fsync_dir(parent)
+
+
+def work_file(directory: str | os.PathLike, suffix: str = "") -> Path:
+    """A new private file name in ``directory`` (created if needed) for a file that is filled
+    without holding the run's lock and then committed with :meth:`RunWriter.adopt`. The folder
+    must have passed :func:`check_output_folder`."""
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    return d / f"{_WORK_PREFIX}{os.getpid()}-{os.urandom(6).hex()}{suffix}"
 
 
 # ---------------------------------------------------------------------- reading
@@ -498,6 +532,23 @@ class RunReader:
                 "it again."
             )
         return data
+
+    def verified_path(self, name: str) -> Path:
+        """The path of the file ``name`` after checking it against its checksum (read in
+        chunks), for readers that map it into memory rather than read it."""
+        d = self.directory
+        entry = self.manifest["files"].get(name)
+        if entry is None:
+            raise InvalidParameterError(f"The run in {str(d)!r} has no {name}.")
+        if not (d / name).is_file():
+            raise InvalidDataError(
+                f"{str(d / name)!r} is listed in the run's {MANIFEST} but missing: the folder "
+                "was changed after datavalue wrote it.")
+        if _digest_file(d / name) != {"sha256": entry.get("sha256"), "size": entry.get("size")}:
+            raise InvalidDataError(
+                f"{str(d / name)!r} is not the file datavalue wrote into this folder (its "
+                "checksum differs: it was changed); delete the folder or use a new one.")
+        return d / name
 
     def read_json(self, name: str) -> Any:
         data = self.read_bytes(name)

@@ -20,6 +20,8 @@ This module imports :mod:`torch` only when an influence is computed, so that
 
 from __future__ import annotations
 
+import json
+import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -169,6 +171,19 @@ class InfluenceFunction(BaseEstimator):
         (relative 1e-7; the product takes half the time), ``dtype`` otherwise.
     progress : bool or None
         Progress bars (None: only on a terminal).
+    batch_fn : callable or None
+        For training or query data given as a torch ``Dataset`` / ``DataLoader``: ``batch ->
+        (inputs, targets)``, for batches that are neither ``(inputs, targets)`` nor dicts with
+        known keys (see :mod:`datavalue.influence.examples`).
+    store : str, path or None
+        A folder that keeps this analysis on disk (:mod:`datavalue.influence.store`): the fitted
+        solver, the solved training gradients (written block by block and memory-mapped, so
+        they need not fit ``max_memory``), Arnoldi's projected training gradients, and the
+        influence and self-influence scores of each query set. A later ``fit`` with the same
+        model, training data and settings, in this or another process, reads them instead of
+        computing them (bit-identical scores); with anything else it is refused with a
+        :class:`~datavalue.exceptions.StoreMismatchError` naming what differs. New, empty or
+        earlier store folders only: a folder holding other files is refused.
 
     Attributes
     ----------
@@ -204,6 +219,7 @@ class InfluenceFunction(BaseEstimator):
         "cache_train_solves": ["boolean", Options({"auto"})],
         "progress": ["boolean", None],
         "batch_fn": ["callable", None],
+        "store": [str, os.PathLike, None],
     }
 
     def __init__(
@@ -226,6 +242,7 @@ class InfluenceFunction(BaseEstimator):
         cache_train_solves: bool | str = "auto",
         progress: bool | None = None,
         batch_fn: Any = None,
+        store: str | os.PathLike | None = None,
     ) -> None:
         self.model = model
         self.loss = loss
@@ -244,6 +261,7 @@ class InfluenceFunction(BaseEstimator):
         self.cache_train_solves = cache_train_solves
         self.progress = progress
         self.batch_fn = batch_fn
+        self.store = store
 
     # ------------------------------------------------------------------ fitting
     def _make_solver(self):
@@ -364,7 +382,19 @@ class InfluenceFunction(BaseEstimator):
             objective_gradient(model, data, n_total=data.n, batch_size=self.batch_size).norm()
         )
         op = hessian_operator(model, data, hessian=self.hessian_, batch_size=self.batch_size)
-        solver.fit(op, float(self.damping))
+        self.store_ = None
+        if self.store is not None:
+            from .store import InfluenceStore, model_fingerprint
+
+            self.store_ = InfluenceStore(self.store, {
+                "model": model_fingerprint(model),
+                "data": {"n": data.n, "fingerprint": data.fingerprint()},
+                "settings": self._store_settings(solver, model, dtype),
+            })
+        if self.store_ is None or not self.store_.load_solver(solver, op, float(self.damping)):
+            solver.fit(op, float(self.damping))
+            if self.store_ is not None:
+                self.store_.save_solver(solver)
         self.model_ = model
         self.operator_ = op
         self.solver_ = solver
@@ -381,15 +411,18 @@ class InfluenceFunction(BaseEstimator):
         # float32 rounding.
         kronecker = solver.name in ("ekfac", "kfac")
         if self.cache_train_solves == "auto":
-            self._cache_solves = kronecker and 2 * needed <= self.max_memory
+            # With a store they go to disk block by block: memory is no limit.
+            self._cache_solves = kronecker and (
+                self.store_ is not None or 2 * needed <= self.max_memory)
         else:
             self._cache_solves = bool(self.cache_train_solves)
-            if self._cache_solves and needed > self.max_memory:
+            if self._cache_solves and needed > self.max_memory and self.store_ is None:
                 raise InvalidParameterError(
                     f"cache_train_solves=True keeps n_train x n_params = {self.n_train_} x "
                     f"{self.n_params_} solved gradients ({needed / 2**20:.0f} MiB), more than "
-                    f"'max_memory' ({float(self.max_memory) / 2**20:.0f} MiB): raise max_memory "
-                    "or use cache_train_solves=False."
+                    f"'max_memory' ({float(self.max_memory) / 2**20:.0f} MiB): raise max_memory, "
+                    "give a 'store' folder (they are then kept on disk) or use "
+                    "cache_train_solves=False."
                 )
         if self.score_dtype == "auto":
             self._score_dtype = torch.float32 if kronecker else dtype
@@ -402,6 +435,27 @@ class InfluenceFunction(BaseEstimator):
         return self
 
     # ------------------------------------------------------------------ helpers
+    def _store_settings(self, solver: Any, model: Any, dtype: Any) -> dict[str, Any]:
+        """The settings the stored contents depend on (JSON values; a store needs options
+        that can be written down)."""
+        options = {}
+        for name, value in solver.get_options().items():
+            if callable(value) and not isinstance(value, type):
+                raise InvalidParameterError(
+                    f"The solver option {name!r} is a function, which a 'store' cannot record; "
+                    "give the option by name (e.g. preconditioner='ekfac') or leave 'store' "
+                    "out.")
+            if hasattr(value, "get_options"):  # a Solver instance as an option
+                value = {"solver": value.name, **value.get_options()}
+            options[name] = value
+        return json.loads(json.dumps({
+            "solver": solver.name, "solver_options": options, "damping": float(self.damping),
+            "hessian": self.hessian_, "params": list(model.layout.names),
+            "weight_decay": float(self.weight_decay), "temperature": float(self.temperature),
+            "dtype": str(dtype), "batch_size": int(self.batch_size),
+            "score_dtype": str(self.score_dtype),
+        }, default=str))
+
     def _check_fitted(self) -> None:
         if not hasattr(self, "model_"):
             raise NotFittedError(
@@ -533,18 +587,23 @@ class InfluenceFunction(BaseEstimator):
             return self._newton_scores(x_test, y_test, out)
         data = self._prepare(x_test, y_test)
         shape = (data.n, self.n_train_)
-        target = open_score_file(out, shape) if out is not None else None
-        if self.solver_.factor() is not None:
-            return self._low_rank_scores(data, shape, target)
-        queries, train = self._query_and_train(data, "influence")
-        return score_matrix(
-            queries,
-            train,
-            shape,
-            scale=1.0 / self.n_train_,
-            out=target,
-            dtype=self._score_dtype,
-        )
+
+        def compute(target: np.ndarray | None) -> np.ndarray:
+            if self.solver_.factor() is not None:
+                return self._low_rank_scores(data, shape, target)
+            queries, train = self._query_and_train(data, "influence")
+            return score_matrix(queries, train, shape, scale=1.0 / self.n_train_, out=target,
+                                dtype=self._score_dtype)
+
+        if out is not None:
+            return compute(open_score_file(out, shape))
+        if self.store_ is not None:
+            name = f"scores/influence-{data.fingerprint()[:32]}.npy"
+            stored = self.store_.array(name)
+            if stored is None:
+                stored = self.store_.write_array(name, shape, compute)
+            return np.array(stored)
+        return compute(None)
 
     def _newton_scores(self, x_test: Any, y_test: Any, out: Any) -> np.ndarray:
         from .gradients import open_score_file
@@ -563,12 +622,37 @@ class InfluenceFunction(BaseEstimator):
     def _solved_train(self):
         """``(H + lambda I)^{-1} grad L(z_i)`` for every training point, ``(n_train, p)``,
         solved once (``cache_train_solves=True``)."""
-        if self._train_solved is None:
+        if self._train_solved is not None:
+            return self._train_solved
+
+        def solve_into(target) -> None:
+            for rows, _, u in self._solve_blocks(
+                    self._train_grads.blocks(), self.n_train_, "solving training points"):
+                target[rows] = u.cpu().numpy()
+
+        if self.store_ is None:
             self._train_solved = _torch().cat([
                 u for _, _, u in self._solve_blocks(
                     self._train_grads.blocks(), self.n_train_, "solving training points")
             ])
+        else:
+            self._train_solved = self._stored_matrix(
+                "train-solved.npy", (self.n_train_, self.n_params_), solve_into)
         return self._train_solved
+
+    def _stored_matrix(self, name: str, shape: tuple[int, ...], fill) -> Any:
+        """The store's array ``name`` as a tensor over its read-only memory map (computed with
+        ``fill`` and written first if the store lacks it)."""
+        import warnings
+
+        torch = _torch()
+        arr = self.store_.array(name)
+        if arr is None:
+            arr = self.store_.write_array(name, shape, fill, dtype=self.model_.dtype)
+        with warnings.catch_warnings():
+            # A read-only map: torch warns that writing would be undefined; nothing writes it.
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.from_numpy(arr).to(self.model_.device)
 
     def _query_and_train(self, data, desc: str):
         """The two sides of a score product: preconditioned test gradients against training
@@ -589,6 +673,13 @@ class InfluenceFunction(BaseEstimator):
         from .gradients import iter_gradient_blocks
 
         u, d = self.solver_.factor()
+        if self._train_projection is None and self.store_ is not None:
+            def project_into(target) -> None:
+                for rows, g in self._train_grads.blocks():
+                    target[rows] = (g @ u.T).cpu().numpy()
+
+            self._train_projection = self._stored_matrix(
+                "train-projection.npy", (self.n_train_, int(u.shape[0])), project_into)
         if self._train_projection is None:
             self._train_projection = _torch().cat(
                 [g @ u.T for _, g in self._train_grads.blocks()]
@@ -685,6 +776,18 @@ class InfluenceFunction(BaseEstimator):
         """
         self._check_fitted()
         _check_order(order)
+        if order == "first" and self.store_ is not None:
+            stored = self.store_.array("scores/self-influence.npy")
+            if stored is None:
+                def compute(target: np.ndarray) -> None:
+                    target[:] = self._self_influence()
+
+                stored = self.store_.write_array("scores/self-influence.npy", (self.n_train_,),
+                                                 compute)
+            return np.array(stored)
+        return self._self_influence(order)
+
+    def _self_influence(self, order: str = "first") -> np.ndarray:
         if order == "newton":
             from .newton import hessian_factor, newton_deltas, newton_self_losses
 

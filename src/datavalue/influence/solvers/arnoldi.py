@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import warnings
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
@@ -134,6 +134,14 @@ class ArnoldiSolver(Solver):
             eigenvalues=self.eigenvalues_.tolist(),
             ritz_residuals=(last * s[-1, order].abs()).tolist(),
         )
+
+    def _state(self) -> dict[str, Any]:
+        return {"eigenvalues": self.eigenvalues_, "u": self._u, "damped": self._damped,
+                "tail": float(self._tail)}
+
+    def _restore(self, op: HessianOperator, state: dict[str, Any]) -> None:
+        self.eigenvalues_, self._u = state["eigenvalues"], state["u"]
+        self._damped, self._tail = state["damped"], float(state["tail"])
 
     def factor(self) -> tuple[Tensor, Tensor] | None:
         if self._op is None or self._tail:

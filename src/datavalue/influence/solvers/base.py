@@ -251,6 +251,33 @@ class Solver:
         cached."""
         return None
 
+    # -- saving what fit computed ---------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        """What :meth:`fit` computed, as tensors and plain values (lists, numbers, strings),
+        for :meth:`restore` in this or another process (``torch.load(weights_only=True)`` reads
+        it back). ``info_`` is not part of it."""
+        if self._op is None:
+            raise NotFittedError(f"{type(self).__name__} is not fitted; call fit(op, damping).")
+        return self._state()
+
+    def restore(self, op: HessianOperator, damping: float, state: dict[str, Any],
+                info: dict[str, Any] | None = None) -> Solver:
+        """Take the fitted state of an earlier :meth:`fit` on the same operator and damping
+        (from :meth:`state`) instead of fitting again; solves are then bit-identical."""
+        self._op, self.damping_ = op, float(damping)
+        self.info_ = dict(info or {"solver": self.name, "damping": self.damping_,
+                                   "n_params": op.n_params})
+        self.info_.update(restored=True, solve_time=0.0)
+        self._restore(op, {k: v.to(device=op.device) if isinstance(v, Tensor) else v
+                           for k, v in state.items()})
+        return self
+
+    def _state(self) -> dict[str, Any]:
+        return {}
+
+    def _restore(self, op: HessianOperator, state: dict[str, Any]) -> None:
+        pass
+
     def _fit(self, op: HessianOperator, damping: float) -> None:
         raise NotImplementedError
 

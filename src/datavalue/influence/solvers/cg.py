@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from sklearn.exceptions import ConvergenceWarning
@@ -120,25 +120,51 @@ class CGSolver(Solver):
         self.block_size = block_size
         super().__init__()
 
+    def _make_preconditioner(self) -> Solver:
+        """A fresh solver for the 'preconditioner' option (a name or a Solver to copy)."""
+        pre = self.preconditioner
+        if isinstance(pre, Solver):
+            return type(pre)(**pre.get_options())
+        options = dict(self.preconditioner_options or {})
+        if pre == "arnoldi":
+            options.setdefault("complement", "tail")
+        from . import make_solver  # the registry imports this module
+
+        return make_solver(pre, **options)
+
     def _fit(self, op: HessianOperator, damping: float) -> None:
         pre = self.preconditioner
         self._precondition: Callable[[Tensor], Tensor] | None = None
-        if isinstance(pre, str):
-            options = dict(self.preconditioner_options or {})
-            if pre == "arnoldi":
-                options.setdefault("complement", "tail")
-            from . import make_solver  # the registry imports this module
-
-            pre = make_solver(pre, **options)
-        if isinstance(pre, Solver):
+        self._pre_solver: Solver | None = None
+        if isinstance(pre, str | Solver):
+            pre = self._make_preconditioner()
             pre.fit(op, damping)
             self.info_["preconditioner"] = {"name": pre.name, **pre.info_}
-            self._precondition = pre.solve
+            self._pre_solver, self._precondition = pre, pre.solve
         elif callable(pre):
             self._precondition = pre
         self.info_["iterations"] = []
         self.info_["residuals"] = []
         self.info_["converged"] = []
+
+    def _state(self) -> dict[str, Any]:
+        pre = getattr(self, "_pre_solver", None)
+        if pre is None:
+            return {}
+        return {"preconditioner": pre.state()}
+
+    def _restore(self, op: HessianOperator, state: dict[str, Any]) -> None:
+        self._precondition = None
+        self._pre_solver = None
+        pre = self.preconditioner
+        if isinstance(pre, str | Solver):
+            solver = self._make_preconditioner()
+            solver.restore(op, self.damping_, state["preconditioner"])
+            self._pre_solver, self._precondition = solver, solver.solve
+        elif callable(pre):
+            self._precondition = pre
+        for key in ("iterations", "residuals", "converged"):
+            self.info_[key] = []
 
     def _solve(self, b: Tensor) -> Tensor:
         if not self.block:

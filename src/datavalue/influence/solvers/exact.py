@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import warnings
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
@@ -86,6 +86,16 @@ class ExactSolver(Solver):
             RuntimeWarning,
             stacklevel=3,
         )
+
+    def _state(self) -> dict[str, Any]:
+        if self._chol is not None:
+            return {"chol": self._chol}
+        return {"u": self._u, "inv_w": self._inv_w}
+
+    def _restore(self, op: HessianOperator, state: dict[str, Any]) -> None:
+        self._chol = state.get("chol")
+        if self._chol is None:
+            self._u, self._inv_w = state["u"], state["inv_w"]
 
     def _solve(self, v: Tensor) -> Tensor:
         if self._chol is not None:

@@ -260,6 +260,30 @@ class EKFACSolver(Solver):
             eigenvalue_correction=self.eigenvalue_correction,
         )
 
+    _FACTOR_FIELDS = ("q_a", "q_s", "lambda_a", "lambda_s", "eigenvalues")
+
+    def _state(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"n_examples": int(self.n_examples_), "layers": []}
+        for f in self.factors_:
+            out["layers"].append({
+                "name": f.name, "weight": list(f.weight),
+                "bias": None if f.bias is None else list(f.bias), "shape": list(f.shape),
+                **{k: getattr(f, k) for k in self._FACTOR_FIELDS},
+            })
+        return out
+
+    def _restore(self, op: HessianOperator, state: dict[str, Any]) -> None:
+        layers = []
+        for d in state["layers"]:
+            f = _LayerFactors(name=d["name"], weight=tuple(d["weight"]),
+                              bias=None if d["bias"] is None else tuple(d["bias"]),
+                              shape=tuple(d["shape"]), a_cov=None, s_cov=None)
+            for k in self._FACTOR_FIELDS:
+                v = d[k]
+                setattr(f, k, v.to(device=op.device) if isinstance(v, Tensor) else v)
+            layers.append(f)
+        self.factors_, self.n_examples_ = layers, int(state["n_examples"])
+
     # -- solving -----------------------------------------------------------------------------
 
     def _apply(self, v: Tensor, transform: Callable[[Tensor, _LayerFactors], Tensor]) -> Tensor:

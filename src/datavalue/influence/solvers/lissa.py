@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
@@ -85,6 +85,12 @@ class LiSSASolver(Solver):
             scale = 1.5 * top
         self.scale_ = float(scale)
         self.info_.update(scale=self.scale_, depth=self.depth, batch_size=self.batch_size)
+
+    def _state(self) -> dict[str, Any]:
+        return {"scale": self.scale_}
+
+    def _restore(self, op: HessianOperator, state: dict[str, Any]) -> None:
+        self.scale_ = float(state["scale"])
 
     def _solve(self, v: Tensor) -> Tensor:
         op, damping, s = self._op, self.damping_, self.scale_
