@@ -24,7 +24,7 @@ from .exceptions import (
     InvalidParameterError,
     UnknownNameError,
 )
-from .influence.influence import InfluenceFunction, InfluenceValuation, SelfInfluenceValuation
+from .influence.influence import InfluenceFunction
 from .models import MODELS, make_model
 from .registry import METHODS, make_valuator
 from .result import ValuationResult
@@ -46,6 +46,7 @@ from .valuation import (
     cross_fit,
     stopping,
 )
+from .valuation.influence import InfluenceValuation, SelfInfluenceValuation
 
 __all__ = [
     "__version__",

@@ -11,7 +11,6 @@ import inspect
 from typing import Any
 
 from .exceptions import UnknownNameError
-from .influence.influence import InfluenceValuation, SelfInfluenceValuation
 from .valuation import (
     LOO,
     BetaShapley,
@@ -27,6 +26,7 @@ from .valuation import (
     Valuator,
 )
 from .valuation.dvrl import DVRL
+from .valuation.influence import InfluenceValuation, SelfInfluenceValuation
 
 __all__ = ["METHODS", "make_valuator", "method_parameters", "check_parameter_names"]
 

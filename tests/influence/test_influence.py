@@ -29,10 +29,12 @@ from datavalue.exceptions import (  # noqa: E402
 )
 from datavalue.influence import (  # noqa: E402
     InfluenceFunction,
-    InfluenceValuation,
-    SelfInfluenceValuation,
     fit_smooth_hinge_svm,
     make_solver,
+)
+from datavalue.valuation.influence import (  # noqa: E402
+    InfluenceValuation,
+    SelfInfluenceValuation,
 )
 
 pytestmark = pytest.mark.filterwarnings(

@@ -4,8 +4,10 @@
 >>> inf = InfluenceFunction(fitted_model).fit(x_train, y_train)  # doctest: +SKIP
 >>> scores = inf.influence(x_test, y_test)  # (n_test, n_train), >0 = helpful  # doctest: +SKIP
 
-:class:`InfluenceFunction` and the valuators import without PyTorch (it is
-loaded when an influence is computed); the other names load torch on first access.
+:class:`InfluenceFunction` imports without PyTorch (it is loaded when an influence is
+computed); the other names load torch on first access. The valuators built on it,
+``InfluenceValuation`` and ``SelfInfluenceValuation``, live in :mod:`datavalue.valuation.influence`
+(also importable from here).
 """
 
 from __future__ import annotations
@@ -13,13 +15,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from .influence import (
-    InfluenceFunction,
-    InfluenceValuation,
-    SelfInfluenceValuation,
-    TopK,
-    Unlearned,
-)
+from .influence import InfluenceFunction, TopK, Unlearned
 
 __all__ = [
     "InfluenceFunction",
@@ -43,6 +39,8 @@ __all__ = [
 ]
 
 _LAZY = {
+    "InfluenceValuation": "..valuation.influence",
+    "SelfInfluenceValuation": "..valuation.influence",
     "InfluenceModel": "model",
     "wrap_model": "model",
     "fit_smooth_hinge_svm": "sklearn_models",
@@ -61,7 +59,9 @@ _LAZY = {
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
-        module = importlib.import_module(f".{_LAZY[name]}", __name__)
+        where = _LAZY[name]
+        module = importlib.import_module(where if where.startswith("..") else f".{where}",
+                                         __name__)
         return getattr(module, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
