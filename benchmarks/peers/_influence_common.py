@@ -208,10 +208,13 @@ def run_peer(
     methods: tuple[str, ...],
     unavailable: str,
     tiny_options: dict[str, int] | None = None,
+    load=None,
+    warmup=None,
 ) -> None:
     """The ``main`` of a peer runner: parse the command line, set the threads, run ``compute``
     once untimed on :func:`warmup_case` (options in ``tiny_options`` capped at the given sizes),
-    then timed on the case, and write the result.
+    then timed on the case, and write the result. ``load(path)`` and ``warmup(case)`` replace
+    :func:`load_case` and :func:`warmup_case` for other kinds of case (the CNN benchmark's).
 
     ``compute(case, method, params, timer) -> (scores tensor, n_params, info)`` times its fit
     and score sections with ``timer``; ``version()`` returns the library's version (called
@@ -231,7 +234,7 @@ def run_peer(
     if args.method not in methods:
         write_unavailable(args.out, unavailable.format(method=args.method))
         return
-    case = load_case(args.data)
+    case = (load or load_case)(args.data)
     warm = Timer()
     with warm("warmup"):  # untimed, see warmup_case
         tiny = dict(p.get("options") or {})
@@ -239,7 +242,7 @@ def run_peer(
             if tiny.get(key) is not None:
                 tiny[key] = min(tiny[key], small)
         try:
-            compute(warmup_case(case), args.method, {**p, "n_test": None, "options": tiny},
+            compute((warmup or warmup_case)(case), args.method, {**p, "n_test": None, "options": tiny},
                     Timer())
         except Exception as exc:  # a failed warm-up changes nothing
             print(f"warm-up: {type(exc).__name__}: {exc}", file=sys.stderr)

@@ -1,0 +1,79 @@
+"""Run Kronfluence's EK-FAC on the CNN influence case (``benchmarks/.venvs/kronfluence``).
+
+    benchmarks/.venvs/kronfluence/bin/python benchmarks/peers/cnn_kronfluence.py \
+        --data CASE.npz --method ekfac --params '{"threads": 2, "damping": 0.01}' --out OUT.json
+
+As ``influence_kronfluence.py`` (its docstring has the details), on the case's network
+(``_cnn_common.trained_cnn``; Kronfluence wraps its ``Conv2d`` and ``Linear`` layers):
+``fit_all_factors`` with ``strategy="ekfac"`` (true Fisher: labels sampled from the model,
+``torch.manual_seed(0)``), then ``compute_pairwise_scores`` with ``damping_factor = damping +
+l2``; float64 for every dtype option, statistics over the whole training set. Batches: 256
+examples for the factors, 256 training x all test images for the scores (one batch of every
+training image, as in the MLP runner, would hold their per-example gradients at once).
+Timed: the two calls. Scores divided by n (ours are leave-one-out predictions).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+
+import _cnn_common as cnn
+import _influence_common as common
+from influence_kronfluence import FLOAT_OPTIONS, SCORE_FLOAT_OPTIONS, _task
+
+
+def compute(case: dict, method: str, p: dict, timer: common.Timer):
+    import torch
+    from kronfluence.analyzer import Analyzer, prepare_model
+    from kronfluence.arguments import FactorArguments, ScoreArguments
+    from torch.utils.data import TensorDataset
+
+    dtype = torch.float64
+    net = cnn.trained_cnn(case, dtype)
+    xtr, ytr, xte, yte = cnn.tensors(case, dtype, n_test=p.get("n_test"))
+    n = len(xtr)
+    reg = float(p.get("damping", 0.0)) + case["weight_decay"]
+    task = _task(False)
+    model = prepare_model(net, task)
+    factor_args = FactorArguments(
+        strategy=method, covariance_max_examples=None, lambda_max_examples=None,
+        **{k: dtype for k in FLOAT_OPTIONS})
+    score_args = ScoreArguments(damping_factor=reg, **{k: dtype for k in SCORE_FLOAT_OPTIONS})
+    train, test = TensorDataset(xtr, ytr), TensorDataset(xte, yte)
+    batch = int(p.get("batch_size", 256))
+    shm = "/dev/shm" if os.path.isdir("/dev/shm") else None
+    with tempfile.TemporaryDirectory(dir=shm, prefix="kronfluence-") as tmp:
+        analyzer = Analyzer(analysis_name="bench", model=model, task=task, cpu=True,
+                            disable_tqdm=True, output_dir=tmp, log_level=logging.WARNING)
+        torch.manual_seed(int(p.get("seed", 0)))
+        with timer("fit"):
+            analyzer.fit_all_factors(factors_name=method, dataset=train,
+                                     per_device_batch_size=batch, factor_args=factor_args,
+                                     overwrite_output_dir=True)
+        with timer("scores"):
+            analyzer.compute_pairwise_scores(
+                scores_name=method, factors_name=method, query_dataset=test,
+                train_dataset=train, per_device_query_batch_size=len(xte),
+                per_device_train_batch_size=batch, score_args=score_args,
+                overwrite_output_dir=True)
+        scores = analyzer.load_pairwise_scores(scores_name=method)["all_modules"]
+    info = {"strategy": method, "damping_factor": reg, "fisher": "true (sampled labels)",
+            "dtype": str(dtype), "batch_size": batch}
+    return scores / n, sum(q.numel() for q in net.parameters()), info
+
+
+def main() -> None:
+    def version() -> str:
+        import kronfluence
+
+        return kronfluence.__version__
+
+    common.run_peer(compute, library="Kronfluence", version=version, methods=("ekfac", "kfac"),
+                    unavailable="Kronfluence has no {method!r} solver (only K-FAC / EK-FAC)",
+                    load=cnn.load_case, warmup=cnn.warmup_case)
+
+
+if __name__ == "__main__":
+    main()
