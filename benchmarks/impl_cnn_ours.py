@@ -81,8 +81,14 @@ def main() -> None:
                     {**p, "n_test": None, "options": opts, "source": "tensors"}, common.Timer())
         except Exception as exc:  # a warm-up that fails changes nothing
             print(f"warm-up: {type(exc).__name__}: {exc}", file=sys.stderr)
+    import resource
+
+    # The process's high-water mark so far (interpreter, torch, the case's test images and the
+    # warm-up): what the timed run adds above it is its own memory.
+    start_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     timer = common.Timer()
     inf, scores = compute(case, args.method, p, timer)
+    end_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     info = {k: v for k, v in inf.solver_.info_.items()
             if k not in ("eigenvalues", "ritz_residuals", "layers")}
     for key in ("iterations", "residuals", "converged"):
@@ -95,7 +101,8 @@ def main() -> None:
         warmup_s=warm.sections["warmup"], fit_s=timer.sections["fit"],
         scores_s=timer.sections["scores"], n_params=inf.n_params_,
         n_train=inf.n_train_, gradient_norm=inf.gradient_norm_, source=p.get("source", "tensors"),
-        streamed=type(inf._data).__name__, solver_info=info)
+        streamed=type(inf._data).__name__, start_mb=start_mb, added_mb=end_mb - start_mb,
+        solver_info=info)
 
 
 if __name__ == "__main__":

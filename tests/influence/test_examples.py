@@ -12,6 +12,8 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 import datavalue as dv
 from datavalue.exceptions import DatavalueError, InvalidParameterError
 
+from ._nets import trained_tanh_net
+
 
 class DictDataset(Dataset):
     """Examples as dicts, as many real pipelines yield them."""
@@ -28,22 +30,7 @@ class DictDataset(Dataset):
 
 @pytest.fixture(scope="module")
 def setup():
-    torch.manual_seed(0)
-    x = torch.randn(90, 6, dtype=torch.float64)
-    y = (x[:, 0] + 0.3 * torch.randn(90, dtype=torch.float64) > 0).long()
-    net = torch.nn.Sequential(torch.nn.Linear(6, 5), torch.nn.Tanh(), torch.nn.Linear(5, 2))
-    net = net.double()
-    opt = torch.optim.LBFGS(net.parameters(), max_iter=300, line_search_fn="strong_wolfe")
-
-    def closure():
-        opt.zero_grad()
-        loss = torch.nn.functional.cross_entropy(net(x), y) + 5e-3 * sum(
-            (p ** 2).sum() for p in net.parameters())
-        loss.backward()
-        return loss
-
-    opt.step(closure)
-    return net, x, y
+    return trained_tanh_net(90, 6, 5, (1.0,), 300)
 
 
 def _inf(net, **kw):

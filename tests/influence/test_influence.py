@@ -571,8 +571,10 @@ def test_cache_train_solves_gives_the_same_answers(digits17, logreg17):
 
 
 def test_cache_train_solves_auto(mlp):
-    """"auto" caches the solved training gradients for (E)K-FAC when they fit max_memory
-    (twice n x p: with the plain gradients), and never for CG; the scores do not change."""
+    """"auto" may cache the solved training gradients for (E)K-FAC when they fit max_memory
+    (twice n x p: with the plain gradients), never for CG, and does so by ski rental: once the
+    queries add up to n_train solves (a small query solves only its own points); the scores
+    do not change."""
     net, x, y = mlp
     xt, yt = x[:5] + 0.1, y[:5]
 
@@ -581,14 +583,21 @@ def test_cache_train_solves_auto(mlp):
                                  score_dtype="float64", **kw).fit(x, y)
 
     auto = fit("ekfac")
-    assert auto._cache_solves
+    assert auto._cache_solves == "auto"
     n_bytes = len(x) * auto.n_params_ * 8
     small = fit("ekfac", max_memory=float(2 * n_bytes - 1))
     off = fit("ekfac", cache_train_solves=False)
     assert not small._cache_solves and not off._cache_solves
-    np.testing.assert_allclose(auto.influence(xt, yt), off.influence(xt, yt), rtol=1e-10,
-                               atol=1e-15)
+    expected = off.influence(xt, yt)
+    np.testing.assert_allclose(auto.influence(xt, yt), expected, rtol=1e-10, atol=1e-15)
+    assert auto._train_solved is None  # 5 solves so far, fewer than n_train
+    many = len(x) // len(xt)
+    for _ in range(many):  # the queries now add up to n_train solves: the training is solved
+        np.testing.assert_allclose(auto.influence(xt, yt), expected, rtol=1e-10, atol=1e-15)
     assert auto._train_solved is not None and off._train_solved is None
+    fresh = fit("ekfac")
+    fresh.self_influence()  # n_train solves at once
+    assert fresh._train_solved is not None
     assert not fit("cg")._cache_solves
 
 

@@ -17,25 +17,12 @@ from torch.utils.data import DataLoader, TensorDataset
 import datavalue as dv
 from datavalue.exceptions import InvalidDataError, InvalidParameterError, StoreMismatchError
 
+from ._nets import trained_tanh_net
+
 
 @pytest.fixture(scope="module")
 def setup():
-    torch.manual_seed(0)
-    x = torch.randn(80, 5, dtype=torch.float64)
-    y = (x[:, 0] - x[:, 1] + 0.3 * torch.randn(80, dtype=torch.float64) > 0).long()
-    net = torch.nn.Sequential(torch.nn.Linear(5, 6), torch.nn.Tanh(), torch.nn.Linear(6, 2))
-    net = net.double()
-    opt = torch.optim.LBFGS(net.parameters(), max_iter=200, line_search_fn="strong_wolfe")
-
-    def closure():
-        opt.zero_grad()
-        loss = torch.nn.functional.cross_entropy(net(x), y) + 5e-3 * sum(
-            (p ** 2).sum() for p in net.parameters())
-        loss.backward()
-        return loss
-
-    opt.step(closure)
-    return net, x, y
+    return trained_tanh_net(80, 5, 6, (1.0, -1.0), 200)
 
 
 SOLVERS = {
@@ -76,6 +63,7 @@ def test_another_process_reuses_the_stored_factors_and_solved_gradients(setup, t
     net, x, y = setup
     torch.save({"net": net, "x": x, "y": y}, tmp_path / "inputs.pt")
     first = _inf(net, tmp_path / "store").fit(x, y)
+    first.self_influence()  # n_train solves: the training gradients are solved and stored
     expected = first.influence(x[20:25], y[20:25])
     assert (tmp_path / "store" / "train-solved.npy").exists()
     script = textwrap.dedent(f"""
@@ -130,7 +118,7 @@ def test_a_folder_of_the_users_and_a_changed_file_are_refused(setup, tmp_path):
         _inf(net, mine).fit(x, y)
     assert sorted(os.listdir(mine)) == ["notes.txt"]
     store = tmp_path / "s"
-    _inf(net, store).fit(x, y).influence(x[:2], y[:2])
+    _inf(net, store).fit(x, y).self_influence()  # solves and stores the training gradients
     with open(store / "train-solved.npy", "r+b") as f:
         f.seek(-8, 2)
         f.write(b"\x00" * 8)

@@ -20,6 +20,7 @@ This module imports :mod:`torch` only when an influence is computed, so that
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -154,13 +155,16 @@ class InfluenceFunction(BaseEstimator):
         recomputed block by block for every test block.
     cache_train_solves : bool or "auto"
         Solve ``(H + lambda I)^{-1} grad L(z_i)`` once for every training point (at the first
-        query) and keep the ``n_train x p`` result (True: it must fit ``max_memory``). Every
+        query) and keep the ``n_train x p`` result (True: it must fit ``max_memory``, unless a
+        ``store`` keeps it on disk). Every
         later influence, top-k, self-influence or summed query then costs one gradient pass
         over its own points and a matrix product, instead of a solve per test point. The scores
         are the same (the inverse is symmetric), up to the solver's tolerance. "auto" (default):
-        on for the (E)K-FAC solvers, whose solves are cheap next to a gradient pass, when the
-        solved and the plain training gradients fit ``max_memory`` together; off otherwise
-        (for CG and LiSSA, turn it on when many queries will follow).
+        for the (E)K-FAC solvers, whose solves are cheap next to a gradient pass, from the
+        query on which the queries so far add up to ``n_train`` solves (a ski rental: a small
+        one-off query solves only its own points), when the solved and the plain training
+        gradients fit ``max_memory`` together or a ``store`` holds them; off otherwise (for CG
+        and LiSSA, turn it on when many queries will follow).
     score_dtype : {"auto", "float64", "float32"}
         Precision of the final products ``<(H + lambda I)^{-1} grad L(z_test), grad L(z_i)>``
         (the largest computation for many test points). "auto": float32 after the (E)K-FAC
@@ -407,10 +411,11 @@ class InfluenceFunction(BaseEstimator):
         # (E)K-FAC: solves cheap next to a gradient pass, an approximation far coarser than
         # float32 rounding.
         kronecker = solver.name in ("ekfac", "kfac")
+        self._query_rows = 0
         if self.cache_train_solves == "auto":
             # With a store they go to disk block by block: memory is no limit.
-            self._cache_solves = kronecker and (
-                self.store_ is not None or 2 * needed <= self.max_memory)
+            self._cache_solves = "auto" if kronecker and (
+                self.store_ is not None or 2 * needed <= self.max_memory) else False
         else:
             self._cache_solves = bool(self.cache_train_solves)
             if self._cache_solves and needed > self.max_memory and self.store_ is None:
@@ -432,6 +437,16 @@ class InfluenceFunction(BaseEstimator):
         return self
 
     # ------------------------------------------------------------------ helpers
+    def _measured(self, measure: Any) -> Any:
+        """The query side for ``measure`` (None: the model's loss), checked on one example."""
+        if measure is None:
+            return None
+        if not callable(measure):
+            raise InvalidParameterError(
+                "'measure' must be a callable (outputs, targets) -> one value per example; got "
+                f"{type(measure).__name__}.")
+        return _Measured(self.model_, measure)
+
     def _store_settings(self, solver: Any, model: Any, dtype: Any) -> dict[str, Any]:
         """The settings the stored contents depend on (JSON values; a store needs options
         that can be written down)."""
@@ -507,11 +522,12 @@ class InfluenceFunction(BaseEstimator):
             raise InvalidDataError(f"'{name}' contains duplicate indices.")
         return out
 
-    def _preconditioned(self, data, desc: str) -> Iterator[tuple[slice, Any]]:
-        """Yield ``(rows, (H + lambda I)^{-1} grad L(z_rows))`` block by block."""
+    def _preconditioned(self, data, desc: str, model: Any = None) -> Iterator[tuple[slice, Any]]:
+        """Yield ``(rows, (H + lambda I)^{-1} grad L(z_rows))`` block by block (``model``: whose
+        per-example function is differentiated on the query side; the loss by default)."""
         from .gradients import iter_gradient_blocks
 
-        blocks = iter_gradient_blocks(self.model_, data, batch_size=self.batch_size)
+        blocks = iter_gradient_blocks(model or self.model_, data, batch_size=self.batch_size)
         for rows, _, u in self._solve_blocks(blocks, data.n, desc):
             yield rows, u
 
@@ -553,7 +569,7 @@ class InfluenceFunction(BaseEstimator):
 
     # ------------------------------------------------------------------ influence
     def influence(self, x_test: Any, y_test: Any = None, *, out: Any = None,
-                  order: str = "first") -> np.ndarray:
+                  order: str = "first", measure: Any = None) -> np.ndarray:
         """Predicted change of each test loss when each training example is removed.
 
         ``influence[t, i] = (1/n) grad L(z_t)^T (H + lambda I)^{-1} grad L(z_i)``
@@ -572,6 +588,14 @@ class InfluenceFunction(BaseEstimator):
             losses evaluated at those parameters (:mod:`datavalue.influence.newton`). For
             linear models with one output score; it matters for high-leverage examples, e.g.
             when features outnumber examples.
+        measure : callable or None
+            What is measured on each test example instead of its loss (Kronfluence's
+            ``compute_measurement``): ``measure(outputs, targets) -> (b,)`` for a batch of the
+            model's outputs, e.g. ``lambda out, y: out[:, 3]`` (a logit) or a regression output.
+            The scores are then the predicted change of ``measure(z_t)`` when ``z_i`` is
+            removed: ``(1/n) grad m(z_t)^T (H + lambda I)^{-1} grad L(z_i)`` (same sign as the
+            loss influence; for a quantity to keep high, positive = removal raises it).
+            ``order="first"`` only.
 
         Returns
         -------
@@ -581,21 +605,29 @@ class InfluenceFunction(BaseEstimator):
 
         _check_order(order)
         if order == "newton":
+            if measure is not None:
+                raise InvalidParameterError("'measure' applies to order='first' only.")
             return self._newton_scores(x_test, y_test, out)
+        self._check_fitted()
+        query_model = self._measured(measure)
         data = self._prepare(x_test, y_test)
         shape = (data.n, self.n_train_)
 
         def compute(target: np.ndarray | None) -> np.ndarray:
             if self.solver_.factor() is not None:
-                return self._low_rank_scores(data, shape, target)
-            queries, train = self._query_and_train(data, "influence")
+                return self._low_rank_scores(data, shape, target, query_model)
+            queries, train = self._query_and_train(data, "influence", query_model)
             return score_matrix(queries, train, shape, scale=1.0 / self.n_train_, out=target,
                                 dtype=self._score_dtype)
 
         if out is not None:
             return compute(open_score_file(out, shape))
         if self.store_ is not None:
-            name = f"scores/influence-{data.fingerprint()[:32]}.npy"
+            from .store import describe_callable
+
+            what = "" if measure is None else "-" + hashlib.sha256(
+                describe_callable(measure).encode()).hexdigest()[:12]
+            name = f"scores/influence{what}-{data.fingerprint()[:32]}.npy"
             stored = self.store_.array(name)
             if stored is None:
                 stored = self.store_.write_array(name, shape, compute)
@@ -615,6 +647,21 @@ class InfluenceFunction(BaseEstimator):
             rows = np.arange(start, min(start + self.batch_size, self.n_train_))
             result[:, rows] = newton_losses(self, x, y, newton_deltas(self, rows, factor))
         return result
+
+    def _use_solved_train(self, n_rows: int) -> bool:
+        """Whether a query that would solve ``n_rows`` systems uses the solved training
+        gradients instead. ``cache_train_solves="auto"`` decides by ski rental: the training
+        points are solved (and kept) once the queries would have solved as many systems as
+        there are training points (a query set at least as large, or several smaller ones, or
+        self-influence), so a one-off small query never pays for ``n_train`` solves and many
+        queries never pay more than twice the better choice."""
+        if self._cache_solves != "auto":
+            return bool(self._cache_solves)
+        if self._train_solved is not None or (
+                self.store_ is not None and self.store_.has("train-solved.npy")):
+            return True
+        self._query_rows += int(n_rows)
+        return self._query_rows >= self.n_train_
 
     def _solved_train(self):
         """``(H + lambda I)^{-1} grad L(z_i)`` for every training point, ``(n_train, p)``,
@@ -651,18 +698,20 @@ class InfluenceFunction(BaseEstimator):
             warnings.simplefilter("ignore", UserWarning)
             return torch.from_numpy(arr).to(self.model_.device)
 
-    def _query_and_train(self, data, desc: str):
+    def _query_and_train(self, data, desc: str, model: Any = None):
         """The two sides of a score product: preconditioned test gradients against training
         gradients, or (``cache_train_solves``) plain test gradients against the cached solved
         training gradients."""
         from .gradients import TensorBlocks, iter_gradient_blocks
 
-        if self._cache_solves:
+        if self._use_solved_train(data.n):
             solved = TensorBlocks(self._solved_train(), self.batch_size)
-            return iter_gradient_blocks(self.model_, data, batch_size=self.batch_size), solved
-        return self._query_groups(data, desc), self._train_grads
+            return (iter_gradient_blocks(model or self.model_, data, batch_size=self.batch_size),
+                    solved)
+        return self._query_groups(data, desc, model), self._train_grads
 
-    def _low_rank_scores(self, data, shape: tuple[int, int], out: np.ndarray | None) -> np.ndarray:
+    def _low_rank_scores(self, data, shape: tuple[int, int], out: np.ndarray | None,
+                         model: Any = None) -> np.ndarray:
         """Scores through a low-rank inverse ``U^T diag(d) U`` (Arnoldi, complement "drop"):
         ``(G_test U^T) diag(d) (G_train U^T)^T / n``. The projected training gradients
         (``n x r``) are computed once and kept, so later queries cost one gradient pass over
@@ -686,7 +735,8 @@ class InfluenceFunction(BaseEstimator):
         bar = progress_bar(-(-shape[0] // self.batch_size), "influence", self.progress,
                            unit="block")
         try:
-            for rows, g in iter_gradient_blocks(self.model_, data, batch_size=self.batch_size):
+            for rows, g in iter_gradient_blocks(model or self.model_, data,
+                                                batch_size=self.batch_size):
                 result[rows] = (((g @ u.T) * d) @ train).mul_(1.0 / self.n_train_).cpu().numpy()
                 bar.update(1)
         finally:
@@ -695,12 +745,12 @@ class InfluenceFunction(BaseEstimator):
             result.flush()
         return result
 
-    def _query_groups(self, data, desc: str) -> Iterator[tuple[slice, Any]]:
+    def _query_groups(self, data, desc: str, model: Any = None) -> Iterator[tuple[slice, Any]]:
         """Preconditioned test gradients, grouped up to ``max_memory`` bytes when the training
         gradients are not cached: each pass recomputing them then serves many test rows."""
         from .gradients import group_blocks
 
-        blocks = self._preconditioned(data, desc)
+        blocks = self._preconditioned(data, desc, model)
         if self._train_grads.cacheable:
             return blocks
         return group_blocks(blocks, float(self.max_memory))
@@ -721,36 +771,13 @@ class InfluenceFunction(BaseEstimator):
         -------
         ndarray of shape (n_test, n_train)
         """
-        torch = _torch()
-        from torch.func import grad, vmap
-
-        self._check_fitted()
-        data = self._prepare(x_test, y_test)
-        m = self.model_
-
-        def margin(params, xi, yi):
-            out = m.forward(params, xi.unsqueeze(0))[0].reshape(-1)
-            if out.numel() == 1:
-                return torch.where(yi > 0, out[0], -out[0])
-            # A mask, not indexing by the label: vmap cannot slice by a batched value.
-            mine = torch.arange(out.numel(), device=out.device) == yi.long().reshape(())
-            others = out.masked_fill(mine, float("-inf"))
-            return torch.where(mine, out, 0).sum() - torch.logsumexp(others, dim=0)
-
-        margin_grads = vmap(grad(margin), in_dims=(None, 0, 0))
-        scores = np.empty((data.n, self.n_train_))
-        for qrows, x, y in data.blocks(self.batch_size):
-            g = margin_grads(m.params, x, y)
-            u = self.solver_.solve(m.layout.flatten(g, batch_dims=1).detach())
-            for rows, gt in self._train_grads.blocks():
-                scores[qrows, rows] = (-(u @ gt.T) / self.n_train_).cpu().numpy()
-        return scores
+        return -self.influence(x_test, y_test, measure=margin)
 
     def summed_influence(self, x_test: Any, y_test: Any = None) -> np.ndarray:
         """``influence(x_test, y_test).sum(axis=0)`` with one linear solve: the predicted change
         of the *total* test loss when each training example is removed, shape ``(n_train,)``."""
         data = self._prepare(x_test, y_test)
-        if self._cache_solves:
+        if self._use_solved_train(1):
             solved = self._solved_train()
             total = self._sum_gradients(data).to(solved.dtype)
             return (solved @ total).cpu().numpy() / self.n_train_
@@ -795,7 +822,7 @@ class InfluenceFunction(BaseEstimator):
                 values[rows] = newton_self_losses(self, rows, newton_deltas(self, rows, factor))
             return values
         values = np.empty(self.n_train_, dtype=np.float64)
-        if self._cache_solves:
+        if self._use_solved_train(self.n_train_):
             solved = self._solved_train()
             for rows, g in self._train_grads.blocks():
                 values[rows] = (solved[rows] * g).sum(1).cpu().numpy() / self.n_train_
@@ -817,7 +844,7 @@ class InfluenceFunction(BaseEstimator):
         idx = self._indices(indices)
         if idx.size == 0:
             return np.zeros(self.n_params_)
-        if self._cache_solves:
+        if self._use_solved_train(1):
             rows = _torch().as_tensor(idx, device=self._solved_train().device)
             return self._solved_train()[rows].sum(0).cpu().numpy() / self.n_train_
         g = self._sum_gradients(*self._train_subset(idx))
@@ -854,10 +881,11 @@ class InfluenceFunction(BaseEstimator):
         return result if factor is None else result * factor
 
     def top_k(self, x_test: Any, y_test: Any = None, k: int = 10, *,
-              order: str = "first") -> TopK:
+              order: str = "first", measure: Any = None) -> TopK:
         """The ``k`` most helpful and most harmful training examples of each test point
-        (:class:`TopK`), from the influence scores (``order`` as in :meth:`influence`),
-        computed one test block at a time."""
+        (:class:`TopK`), from the influence scores (``order`` and ``measure`` as in
+        :meth:`influence`: with ``measure``, "helpful" ranks by the largest predicted change
+        of the measurement when removed), computed one test block at a time."""
         from .gradients import score_matrix
 
         if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
@@ -866,6 +894,8 @@ class InfluenceFunction(BaseEstimator):
             )
         _check_order(order)
         if order == "newton":
+            if measure is not None:
+                raise InvalidParameterError("'measure' applies to order='first' only.")
             block = self.influence(x_test, y_test, order="newton")
             k = min(int(k), self.n_train_)
             best = np.argsort(-block, axis=1, kind="stable")[:, :k]
@@ -879,7 +909,7 @@ class InfluenceFunction(BaseEstimator):
         out = {name: np.empty((n_test, k), dtype=dt) for name, dt in
                (("helpful", np.int64), ("harmful", np.int64), ("helpful_scores", np.float64),
                 ("harmful_scores", np.float64))}
-        queries, train = self._query_and_train(data, "top-k")
+        queries, train = self._query_and_train(data, "top-k", self._measured(measure))
         for rows, u in queries:
             block = score_matrix(iter([(slice(0, u.shape[0]), u)]), train,
                                  (u.shape[0], n), scale=1.0 / n, dtype=self._score_dtype)
@@ -957,6 +987,36 @@ class InfluenceFunction(BaseEstimator):
                 f"'params' must have shape ({self.n_params_},); got {tuple(flat.shape)}."
             )
         return self._losses(flat, data)
+
+
+def margin(outputs: Any, targets: Any) -> Any:
+    """Classification margins of a batch: ``s f(x)`` for one output (``s = +1`` for the positive
+    class, -1 otherwise), ``f_y(x) - logsumexp_{k != y} f_k(x)`` for several (TRAK's margin)."""
+    torch = _torch()
+    out = outputs.reshape(outputs.shape[0], -1)
+    if out.shape[1] == 1:
+        return torch.where(targets.reshape(-1) > 0, out[:, 0], -out[:, 0])
+    # A mask, not indexing by the label: vmap cannot slice by a batched value.
+    mine = torch.arange(out.shape[1], device=out.device) == targets.long().reshape(-1, 1)
+    others = out.masked_fill(mine, float("-inf"))
+    return torch.where(mine, out, 0).sum(1) - torch.logsumexp(others, dim=1)
+
+
+class _Measured:
+    """The query side of a score with ``measure`` in place of the loss: what
+    :func:`~datavalue.influence.gradients.iter_gradient_blocks` differentiates per example."""
+
+    def __init__(self, model: Any, measure: Any) -> None:
+        self.model, self.measure = model, measure
+        self.layout, self.params = model.layout, model.params
+
+    def example_loss(self, params: Any, x: Any, y: Any) -> Any:
+        value = self.measure(self.model.forward(params, x.unsqueeze(0)), y.unsqueeze(0))
+        if not hasattr(value, "reshape") or value.numel() != 1:
+            raise InvalidParameterError(
+                "'measure' must return one value per example (shape (b,) for a batch of b); "
+                f"for one example it returned {getattr(value, 'shape', type(value).__name__)}.")
+        return value.reshape(())
 
 
 def _check_order(order: Any) -> None:

@@ -181,21 +181,21 @@ class EKFACSolver(Solver):
             draws = _output_draws(outputs, y, source, self.fisher, self.mc_samples, gen)
             if not draws:  # zero curvature at the output (e.g. saturated predictions)
                 draws = [torch.zeros_like(outputs)]
-            grads: list[list[Tensor]] = [[] for _ in layers]
-            for i, r in enumerate(draws):
-                got = torch.autograd.grad(
-                    outputs, taps, grad_outputs=r.to(outputs.dtype),
-                    retain_graph=i + 1 < len(draws), allow_unused=True,
-                )
-                for lst, gr, tap in zip(grads, got, taps, strict=True):
-                    lst.append(torch.zeros_like(tap) if gr is None else gr)
+            # All K backward passes at once (vmapped over the draws): one call of the autograd
+            # engine per batch instead of K.
+            got = torch.autograd.grad(
+                outputs, taps, grad_outputs=torch.stack(draws).to(outputs.dtype),
+                is_grads_batched=True, allow_unused=True,
+            )
+            grads = [torch.zeros((len(draws), *tap.shape), dtype=tap.dtype, device=tap.device)
+                     if gr is None else gr for gr, tap in zip(got, taps, strict=True)]
             acts, outs = [], []
             for (_, layer), f, a, g in zip(source.layers, layers, inputs, grads, strict=True):
                 a = _patches(layer, a).to(dtype=op.dtype, device=op.device)  # (n, T, in)
                 if f.bias is not None:
                     a = torch.cat([a, torch.ones_like(a[..., :1])], -1)
                 acts.append(a)
-                g = torch.stack(g, 1).to(dtype=op.dtype, device=op.device)  # (n, K, out[, h, w])
+                g = g.movedim(0, 1).to(dtype=op.dtype, device=op.device)  # (n, K, out[, h, w])
                 outs.append(g.reshape(*g.shape[:3], -1).transpose(2, 3)
                             if g.ndim == 5 else g[:, :, None, :])  # (n, K, T, out)
             yield acts, outs
