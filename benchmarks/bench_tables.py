@@ -94,7 +94,9 @@ def child(case: str, form: str, rows: int) -> dict:
     elif case == "knn-shapley":
         dv.KNNShapley(n_neighbors=10, n_jobs=2, progress=False).fit(xt, yt, xv, yv)
     seconds = time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    from _runner import own_peak_mb  # VmHWM: ru_maxrss would include the parent's at fork
+
+    peak = (own_peak_mb() or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024) * 2**20
     return {"seconds": seconds, "peak_bytes": peak}
 
 

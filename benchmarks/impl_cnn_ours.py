@@ -18,7 +18,8 @@ cached: the run that shows peak memory independent of the number of training ima
 ``time_s`` = fit + influence; ``fit_s`` and ``scores_s`` separately.
 
 Params: ``threads``, ``damping``, ``options`` (solver options), ``n_test``, ``batch_size``
-(default 256), ``max_memory`` (default 2**30), ``source``.
+(default 256), ``max_memory`` (default 2**30), ``source``, ``dtype`` (default float64; the
+network's parameters are rounded to it).
 """
 
 from __future__ import annotations
@@ -46,7 +47,8 @@ def compute(case: dict, method: str, p: dict, timer: common.Timer):
     inf = InfluenceFunction(
         net, torch.nn.CrossEntropyLoss(), solver=method, damping=float(p.get("damping", 0.0)),
         weight_decay=case["weight_decay"], solver_options=dict(p.get("options") or {}) or None,
-        batch_size=batch_size, max_memory=float(p.get("max_memory", 2**30)), progress=False)
+        batch_size=batch_size, max_memory=float(p.get("max_memory", 2**30)),
+        dtype=p.get("dtype", "float64"), progress=False)
     if p.get("source") == "disk" and case.get("path"):
         train = DataLoader(cnn.DiskImages(case["path"]), batch_size=batch_size)
     else:
@@ -81,14 +83,12 @@ def main() -> None:
                     {**p, "n_test": None, "options": opts, "source": "tensors"}, common.Timer())
         except Exception as exc:  # a warm-up that fails changes nothing
             print(f"warm-up: {type(exc).__name__}: {exc}", file=sys.stderr)
-    import resource
-
     # The process's high-water mark so far (interpreter, torch, the case's test images and the
     # warm-up): what the timed run adds above it is its own memory.
-    start_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    start_mb = common.own_peak_mb() or 0.0
     timer = common.Timer()
     inf, scores = compute(case, args.method, p, timer)
-    end_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    end_mb = common.own_peak_mb() or 0.0
     info = {k: v for k, v in inf.solver_.info_.items()
             if k not in ("eigenvalues", "ritz_residuals", "layers")}
     for key in ("iterations", "residuals", "converged"):

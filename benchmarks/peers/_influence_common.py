@@ -174,6 +174,19 @@ class Timer:
         return sum(self.sections.values())
 
 
+def own_peak_mb() -> float | None:
+    """This process's peak resident set since it started its program (``VmHWM``), in MB; not
+    ``ru_maxrss``, which Linux carries over from the parent's image at fork."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
 def write_result(
     out: str | os.PathLike,
     *,
@@ -195,6 +208,7 @@ def write_result(
         "values_path": None if values_path is None else str(values_path),
         "library": library,
         "version": version,
+        "vm_hwm_mb": own_peak_mb(),
         **extra,
     }
     out.write_text(json.dumps(record, indent=2, default=_plain))

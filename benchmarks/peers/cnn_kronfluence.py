@@ -7,7 +7,8 @@ As ``influence_kronfluence.py`` (its docstring has the details), on the case's n
 (``_cnn_common.trained_cnn``; Kronfluence wraps its ``Conv2d`` and ``Linear`` layers):
 ``fit_all_factors`` with ``strategy="ekfac"`` (true Fisher: labels sampled from the model,
 ``torch.manual_seed(0)``), then ``compute_pairwise_scores`` with ``damping_factor = damping +
-l2``; float64 for every dtype option, statistics over the whole training set. Batches: 256
+l2``; float64 for every dtype option (or, with ``"defaults": true``, Kronfluence's own
+dtypes on a float32 model), statistics over the whole training set. Batches: 256
 examples for the factors, 256 training x all test images for the scores (one batch of every
 training image, as in the MLP runner, would hold their per-example gradients at once).
 Timed: the two calls. Scores divided by n (ours are leave-one-out predictions).
@@ -30,7 +31,10 @@ def compute(case: dict, method: str, p: dict, timer: common.Timer):
     from kronfluence.arguments import FactorArguments, ScoreArguments
     from torch.utils.data import TensorDataset
 
-    dtype = torch.float64
+    # "defaults": Kronfluence's own dtypes (float32 statistics, per-sample gradients and
+    # scores, float64 eigendecomposition) on a float32 model; otherwise float64 throughout.
+    defaults = bool(p.get("defaults"))
+    dtype = torch.float32 if defaults else torch.float64
     net = cnn.trained_cnn(case, dtype)
     xtr, ytr, xte, yte = cnn.tensors(case, dtype, n_test=p.get("n_test"))
     n = len(xtr)
@@ -39,8 +43,9 @@ def compute(case: dict, method: str, p: dict, timer: common.Timer):
     model = prepare_model(net, task)
     factor_args = FactorArguments(
         strategy=method, covariance_max_examples=None, lambda_max_examples=None,
-        **{k: dtype for k in FLOAT_OPTIONS})
-    score_args = ScoreArguments(damping_factor=reg, **{k: dtype for k in SCORE_FLOAT_OPTIONS})
+        **({} if defaults else {k: dtype for k in FLOAT_OPTIONS}))
+    score_args = ScoreArguments(damping_factor=reg, **(
+        {} if defaults else {k: dtype for k in SCORE_FLOAT_OPTIONS}))
     train, test = TensorDataset(xtr, ytr), TensorDataset(xte, yte)
     batch = int(p.get("batch_size", 256))
     shm = "/dev/shm" if os.path.isdir("/dev/shm") else None
@@ -60,7 +65,7 @@ def compute(case: dict, method: str, p: dict, timer: common.Timer):
                 overwrite_output_dir=True)
         scores = analyzer.load_pairwise_scores(scores_name=method)["all_modules"]
     info = {"strategy": method, "damping_factor": reg, "fisher": "true (sampled labels)",
-            "dtype": str(dtype), "batch_size": batch}
+            "dtype": "Kronfluence's defaults" if defaults else str(dtype), "batch_size": batch}
     return scores / n, sum(q.numel() for q in net.parameters()), info
 
 
