@@ -25,56 +25,30 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 
 import _cnn_common as cnn  # noqa: E402
 import _influence_common as common  # noqa: E402
+from influence_dattri import attribute  # noqa: E402
 
 
 def compute(case: dict, method: str, p: dict, timer: common.Timer):
     import torch
-    from dattri.algorithm.influence_function import (
-        IFAttributorArnoldi,
-        IFAttributorCG,
-        IFAttributorEKFAC,
-    )
-    from dattri.task import AttributionTask
-    from torch.utils.data import DataLoader, TensorDataset
 
+    if method not in ("cg", "arnoldi", "ekfac"):
+        raise ValueError(method)
     dtype = torch.float64
     net = cnn.trained_cnn(case, dtype)
     torch.set_default_dtype(dtype)
     torch.manual_seed(int(p.get("seed", 0)))
-    opts = dict(p.get("options") or {})
-    xtr, ytr, xte, yte = cnn.tensors(case, dtype, n_test=p.get("n_test"))
-    n = len(xtr)
-    n_params = sum(q.numel() for q in net.parameters())
+    data = cnn.tensors(case, dtype, n_test=p.get("n_test"))
 
-    def loss_func(params, data):
-        x, y = data
+    def loss_func(params, batch):
+        x, y = batch
         out = torch.func.functional_call(net, params, (x.to(dtype),))
         return torch.nn.functional.cross_entropy(out, y.long())
 
-    task = AttributionTask(loss_func=loss_func, model=net, checkpoints=net.state_dict())
     reg = float(p.get("damping", 0.0)) + case["weight_decay"]
-    train_loader = DataLoader(TensorDataset(xtr, ytr), batch_size=n, shuffle=False)
-    test_loader = DataLoader(TensorDataset(xte, yte), batch_size=len(xte), shuffle=False)
-    info: dict = {"regularization": reg, "dtype": str(dtype)}
-    if method == "cg":
-        info.update(max_iter=int(opts.get("max_iter", 10)))
-        attributor = IFAttributorCG(task, max_iter=info["max_iter"], regularization=reg)
-    elif method == "arnoldi":
-        rank = int(opts["rank"])
-        krylov = min(n_params, max(2 * rank, rank + 20))
-        info.update(proj_dim=rank, krylov_dimension=krylov)
-        attributor = IFAttributorArnoldi(task, proj_dim=rank, max_iter=krylov + 1,
-                                         regularization=reg)
-    elif method == "ekfac":
-        attributor = IFAttributorEKFAC(task, damping=reg)
-    else:
-        raise ValueError(method)
-    with timer("fit"):
-        attributor.cache(train_loader)
-    with timer("scores"), torch.no_grad():
-        scores = attributor.attribute(train_loader, test_loader)
-    info["class"] = type(attributor).__name__
-    return scores.T / n, n_params, info
+    scores, info = attribute(net, loss_func, data, method, dict(p.get("options") or {}), reg,
+                             timer)
+    info["dtype"] = str(dtype)
+    return scores, sum(q.numel() for q in net.parameters()), info
 
 
 def main() -> None:

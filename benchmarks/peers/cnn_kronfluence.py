@@ -16,18 +16,14 @@ Timed: the two calls. Scores divided by n (ours are leave-one-out predictions).
 
 from __future__ import annotations
 
-import logging
-import os
-import tempfile
-
 import _cnn_common as cnn
 import _influence_common as common
-from influence_kronfluence import FLOAT_OPTIONS, SCORE_FLOAT_OPTIONS, _task
+from influence_kronfluence import FLOAT_OPTIONS, SCORE_FLOAT_OPTIONS, _task, analyze
 
 
 def compute(case: dict, method: str, p: dict, timer: common.Timer):
     import torch
-    from kronfluence.analyzer import Analyzer, prepare_model
+    from kronfluence.analyzer import prepare_model
     from kronfluence.arguments import FactorArguments, ScoreArguments
     from torch.utils.data import TensorDataset
 
@@ -48,22 +44,8 @@ def compute(case: dict, method: str, p: dict, timer: common.Timer):
         {} if defaults else {k: dtype for k in SCORE_FLOAT_OPTIONS}))
     train, test = TensorDataset(xtr, ytr), TensorDataset(xte, yte)
     batch = int(p.get("batch_size", 256))
-    shm = "/dev/shm" if os.path.isdir("/dev/shm") else None
-    with tempfile.TemporaryDirectory(dir=shm, prefix="kronfluence-") as tmp:
-        analyzer = Analyzer(analysis_name="bench", model=model, task=task, cpu=True,
-                            disable_tqdm=True, output_dir=tmp, log_level=logging.WARNING)
-        torch.manual_seed(int(p.get("seed", 0)))
-        with timer("fit"):
-            analyzer.fit_all_factors(factors_name=method, dataset=train,
-                                     per_device_batch_size=batch, factor_args=factor_args,
-                                     overwrite_output_dir=True)
-        with timer("scores"):
-            analyzer.compute_pairwise_scores(
-                scores_name=method, factors_name=method, query_dataset=test,
-                train_dataset=train, per_device_query_batch_size=len(xte),
-                per_device_train_batch_size=batch, score_args=score_args,
-                overwrite_output_dir=True)
-        scores = analyzer.load_pairwise_scores(scores_name=method)["all_modules"]
+    scores = analyze(model, task, train, test, method, factor_args, score_args, batch,
+                     int(p.get("seed", 0)), timer)
     info = {"strategy": method, "damping_factor": reg, "fisher": "true (sampled labels)",
             "dtype": "Kronfluence's defaults" if defaults else str(dtype), "batch_size": batch}
     return scores / n, sum(q.numel() for q in net.parameters()), info

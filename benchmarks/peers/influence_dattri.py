@@ -62,15 +62,6 @@ import _influence_common as common  # noqa: E402
 
 def compute(case: dict, method: str, p: dict, timer: common.Timer):
     import torch
-    from dattri.algorithm.influence_function import (
-        IFAttributorArnoldi,
-        IFAttributorCG,
-        IFAttributorEKFAC,
-        IFAttributorExplicit,
-        IFAttributorLiSSA,
-    )
-    from dattri.task import AttributionTask
-    from torch.utils.data import DataLoader, TensorDataset
 
     dtype = getattr(torch, p.get("dtype", "float64"))
     # build_module gives every runner the stored weights exactly (at damping 0.01 the MLP's
@@ -81,7 +72,6 @@ def compute(case: dict, method: str, p: dict, timer: common.Timer):
     opts = dict(p.get("options") or {})
     logreg = case["kind"] == "logreg"
     xtr, ytr, xte, yte = common.tensors(case, dtype, n_test=p.get("n_test"))
-    n = len(xtr)
     n_params = sum(q.numel() for q in net.parameters())
 
     def loss_func(params, data):
@@ -93,11 +83,35 @@ def compute(case: dict, method: str, p: dict, timer: common.Timer):
             return torch.nn.functional.binary_cross_entropy_with_logits(out[:, 0], y.to(dtype))
         return torch.nn.functional.cross_entropy(out, y.long())
 
-    task = AttributionTask(loss_func=loss_func, model=net, checkpoints=net.state_dict())
     reg = float(p.get("damping", 0.0)) + case["weight_decay"]
+    scores, info = attribute(net, loss_func, (xtr, ytr, xte, yte), method, opts, reg, timer)
+    info["dtype"] = str(dtype)
+    return scores, n_params, info
+
+
+def attribute(net, loss_func, data, method: str, opts: dict, reg: float,
+              timer: common.Timer):
+    """dattri's attributor ``method`` on ``net`` with the mean-loss ``loss_func``: the training
+    and test sets as one batch each, ``cache`` timed as "fit" and ``attribute`` as "scores";
+    returns ``(scores (n_test, n_train) / n, info)``. Shared with ``cnn_dattri.py``."""
+    import torch
+    from dattri.algorithm.influence_function import (
+        IFAttributorArnoldi,
+        IFAttributorCG,
+        IFAttributorEKFAC,
+        IFAttributorExplicit,
+        IFAttributorLiSSA,
+    )
+    from dattri.task import AttributionTask
+    from torch.utils.data import DataLoader, TensorDataset
+
+    xtr, ytr, xte, yte = data
+    n = len(xtr)
+    n_params = sum(q.numel() for q in net.parameters())
+    task = AttributionTask(loss_func=loss_func, model=net, checkpoints=net.state_dict())
     train_loader = DataLoader(TensorDataset(xtr, ytr), batch_size=n, shuffle=False)
     test_loader = DataLoader(TensorDataset(xte, yte), batch_size=len(xte), shuffle=False)
-    info: dict = {"regularization": reg, "dtype": str(dtype)}
+    info: dict = {"regularization": reg}
     if method == "exact":
         attributor = IFAttributorExplicit(task, regularization=reg)
     elif method == "cg":
@@ -131,7 +145,7 @@ def compute(case: dict, method: str, p: dict, timer: common.Timer):
     with timer("scores"), torch.no_grad():
         scores = attributor.attribute(train_loader, test_loader)
     info["class"] = type(attributor).__name__
-    return scores.T / n, n_params, info
+    return scores.T / n, info
 
 
 def main() -> None:

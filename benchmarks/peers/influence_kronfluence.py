@@ -93,7 +93,7 @@ def _task(logreg: bool):
 
 def compute(case: dict, method: str, p: dict, timer: common.Timer):
     import torch
-    from kronfluence.analyzer import Analyzer, prepare_model
+    from kronfluence.analyzer import prepare_model
     from kronfluence.arguments import FactorArguments, ScoreArguments
     from torch.utils.data import TensorDataset
 
@@ -111,25 +111,38 @@ def compute(case: dict, method: str, p: dict, timer: common.Timer):
         **{k: dtype for k in FLOAT_OPTIONS})
     score_args = ScoreArguments(damping_factor=reg, **{k: dtype for k in SCORE_FLOAT_OPTIONS})
     train, test = TensorDataset(xtr, ytr), TensorDataset(xte, yte)
+    scores = analyze(model, task, train, test, method, factor_args, score_args, n,
+                     int(p.get("seed", 0)), timer)
+    info = {"strategy": method, "damping_factor": reg, "fisher": "true (sampled labels)",
+            "dtype": str(dtype), "batch_size": n}
+    return scores / n, n_params, info
+
+
+def analyze(model, task, train, test, method: str, factor_args, score_args, batch: int,
+            seed: int, timer: common.Timer):
+    """Kronfluence's factors ("fit") and pairwise scores ("scores") of a prepared model, in a
+    temporary output folder (``/dev/shm`` when it exists); the raw ``(n_test, n_train)``
+    scores. ``batch``: training examples per batch, for the factors and the scores (the query
+    set is one batch). Shared with ``cnn_kronfluence.py``."""
+    import torch
+    from kronfluence.analyzer import Analyzer
+
     shm = "/dev/shm" if os.path.isdir("/dev/shm") else None
     with tempfile.TemporaryDirectory(dir=shm, prefix="kronfluence-") as tmp:
         analyzer = Analyzer(analysis_name="bench", model=model, task=task, cpu=True,
                             disable_tqdm=True, output_dir=tmp, log_level=logging.WARNING)
-        torch.manual_seed(int(p.get("seed", 0)))  # the labels sampled for the true Fisher
+        torch.manual_seed(seed)  # the labels sampled for the true Fisher
         with timer("fit"):
             analyzer.fit_all_factors(factors_name=method, dataset=train,
-                                     per_device_batch_size=n, factor_args=factor_args,
+                                     per_device_batch_size=batch, factor_args=factor_args,
                                      overwrite_output_dir=True)
         with timer("scores"):
             analyzer.compute_pairwise_scores(
                 scores_name=method, factors_name=method, query_dataset=test,
-                train_dataset=train, per_device_query_batch_size=len(xte),
-                per_device_train_batch_size=n, score_args=score_args,
+                train_dataset=train, per_device_query_batch_size=len(test),
+                per_device_train_batch_size=batch, score_args=score_args,
                 overwrite_output_dir=True)
-        scores = analyzer.load_pairwise_scores(scores_name=method)["all_modules"]
-    info = {"strategy": method, "damping_factor": reg, "fisher": "true (sampled labels)",
-            "dtype": str(dtype), "batch_size": n}
-    return scores / n, n_params, info
+        return analyzer.load_pairwise_scores(scores_name=method)["all_modules"]
 
 
 def main() -> None:
