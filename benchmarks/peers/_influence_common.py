@@ -36,6 +36,9 @@ from typing import Any
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from _runner import own_peak_mb  # noqa: E402  (benchmarks/: stdlib and numpy only)
+
 ARRAYS = ("x_train", "y_train", "x_test", "y_test")
 
 
@@ -172,19 +175,6 @@ class Timer:
     @property
     def total(self) -> float:
         return sum(self.sections.values())
-
-
-def own_peak_mb() -> float | None:
-    """This process's peak resident set since it started its program (``VmHWM``), in MB; not
-    ``ru_maxrss``, which Linux carries over from the parent's image at fork."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return None
 
 
 def write_result(

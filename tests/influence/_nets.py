@@ -25,3 +25,24 @@ def trained_tanh_net(n: int, d: int, hidden: int, weights: tuple[float, ...], ma
 
     opt.step(closure)
     return net, x, y
+
+
+def autograd_scores(inf, x, y, f, rows: int = 3):
+    """``(1/n) grad f(z_t)^T (H + lambda I)^{-1} grad L(z_i)`` for the first ``rows`` test
+    points, with ``grad f`` by plain autograd one test point at a time: the reference for
+    vmapped measured influences. ``f(outputs_row, label) -> scalar``."""
+    import numpy as np
+    import torch
+
+    from datavalue.influence.gradients import per_example_gradients
+
+    m = inf.model_
+    train = per_example_gradients(m, inf._data)
+    out_rows = []
+    for t in range(rows):
+        params = {k: v.detach().clone().requires_grad_(True) for k, v in m.params.items()}
+        value = f(m.forward(params, x[t:t + 1])[0], y[t])
+        g = dict(zip(params, torch.autograd.grad(value, list(params.values())), strict=True))
+        u = inf.solver_.solve(m.layout.flatten(g)[None])
+        out_rows.append(((u @ train.T) / inf.n_train_)[0].numpy())
+    return np.array(out_rows)
