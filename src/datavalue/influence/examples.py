@@ -43,6 +43,32 @@ def is_torch_data(obj: Any) -> bool:
     return isinstance(obj, DataLoader | Dataset | IterableDataset)
 
 
+def ordered_loader(data: Any, name: str, batch_size: int = 256) -> tuple[Any, bool]:
+    """A DataLoader reading ``data`` (a Dataset, or a DataLoader that must not shuffle) in a
+    fixed order, and whether position ``i`` is ``dataset[i]`` (random access possible)."""
+    from torch.utils.data import (
+        BatchSampler,
+        DataLoader,
+        IterableDataset,
+        RandomSampler,
+        SequentialSampler,
+    )
+
+    if not isinstance(data, DataLoader):
+        return (DataLoader(data, batch_size=batch_size, shuffle=False),
+                not isinstance(data, IterableDataset))
+    sampler = data.sampler
+    if isinstance(data.batch_sampler, BatchSampler):
+        sampler = data.batch_sampler.sampler
+    if isinstance(sampler, RandomSampler):
+        raise InvalidParameterError(
+            f"'{name}' is a DataLoader with shuffle=True: influence scores refer to examples by "
+            "position, so give the loader without shuffling (or its dataset).")
+    # Positions are dataset indices only when the loader reads the dataset in order.
+    return data, (not isinstance(data.dataset, IterableDataset)
+                  and isinstance(sampler, SequentialSampler))
+
+
 def split_batch(batch: Any, batch_fn: Callable | None, name: str) -> tuple[Any, Any]:
     """``(inputs, targets)`` of one batch of ``name``, or a clear error saying how to read it."""
     if batch_fn is not None:
@@ -174,32 +200,8 @@ class StreamedExamples(Examples):
 
     def __init__(self, data: Any, batch_fn: Callable | None, prepare: Callable, name: str,
                  loader_batch_size: int = 256) -> None:
-        from torch.utils.data import (
-            BatchSampler,
-            DataLoader,
-            IterableDataset,
-            RandomSampler,
-            SequentialSampler,
-        )
-
-        if isinstance(data, DataLoader):
-            sampler = data.sampler
-            if isinstance(data.batch_sampler, BatchSampler):
-                sampler = data.batch_sampler.sampler
-            if isinstance(sampler, RandomSampler):
-                raise InvalidParameterError(
-                    f"'{name}' is a DataLoader with shuffle=True: influence scores refer to "
-                    "examples by position, so give the loader without shuffling (or its "
-                    "dataset).")
-            loader = data
-            # Positions are dataset indices only when the loader reads the dataset in order.
-            self._indexable = (not isinstance(data.dataset, IterableDataset)
-                               and isinstance(sampler, SequentialSampler))
-            self._collate = data.collate_fn
-        else:
-            loader = DataLoader(data, batch_size=loader_batch_size, shuffle=False)
-            self._indexable = not isinstance(data, IterableDataset)
-            self._collate = loader.collate_fn
+        loader, self._indexable = ordered_loader(data, name, loader_batch_size)
+        self._collate = loader.collate_fn
         self.loader, self.batch_fn, self.prepare, self.name = loader, batch_fn, prepare, name
         self._dataset = loader.dataset
         self.n = -1
@@ -335,13 +337,19 @@ class _SubsetExamples(Examples):
 
 def gather_examples(data: Any, batch_fn: Callable | None, name: str) -> tuple[Any, Any]:
     """All examples of a ``Dataset`` or ``DataLoader`` as raw ``(inputs, targets)`` tensors,
-    in order (for models that take arrays, e.g. scikit-learn estimators)."""
+    in order (for models that take arrays, e.g. scikit-learn estimators): one pass."""
     import torch
 
-    ex = StreamedExamples(data, batch_fn, lambda x, y: (torch.as_tensor(x), torch.as_tensor(y)),
-                          name)
+    loader, _ = ordered_loader(data, name)
+    xs, ys = [], []
+    for batch in loader:
+        x, y = split_batch(batch, batch_fn, name)
+        xs.append(torch.as_tensor(x))
+        ys.append(torch.as_tensor(y))
+    if not xs:
+        raise InvalidDataError(f"'{name}' holds no examples.")
     try:
-        return ex.tensors()
+        return torch.cat(xs), torch.cat(ys)
     except RuntimeError as exc:
         raise InvalidDataError(f"The batches of '{name}' do not stack into one tensor of inputs "
                                f"and one of targets: {exc}") from exc
