@@ -28,8 +28,6 @@ import sys
 import warnings
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parent / "peers"))
 import _cnn_common as cnn  # noqa: E402
 import _influence_common as common  # noqa: E402
@@ -89,12 +87,7 @@ def main() -> None:
     timer = common.Timer()
     inf, scores = compute(case, args.method, p, timer)
     end_mb = common.own_peak_mb() or 0.0
-    info = {k: v for k, v in inf.solver_.info_.items()
-            if k not in ("eigenvalues", "ritz_residuals", "layers")}
-    for key in ("iterations", "residuals", "converged"):
-        if key in info and isinstance(info[key], list) and info[key]:
-            vals = np.asarray(info[key], dtype=float)
-            info[key] = {"median": float(np.median(vals)), "max": float(vals.max())}
+    info = common.solver_summary(inf.solver_.info_, drop=("layers",))
     common.write_result(
         args.out, seconds=timer.total, scores=scores, library="datavalue",
         version=datavalue.__version__, threads=torch.get_num_threads(),

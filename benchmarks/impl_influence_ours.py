@@ -144,14 +144,7 @@ def main() -> None:
             print(f"warm-up: {type(exc).__name__}: {exc}", file=sys.stderr)
     timer = common.Timer()
     inf, scores, floor = compute(case, args.method, p, timer)
-    info = {k: v for k, v in inf.solver_.info_.items() if k not in ("eigenvalues",)}
-    for key in ("iterations", "residuals", "converged"):
-        if key in info and isinstance(info[key], list) and info[key]:
-            vals = np.asarray(info[key], dtype=float)
-            info[key] = {"median": float(np.median(vals)), "max": float(vals.max()),
-                         "min": float(vals.min())}
-    for key in ("ritz_residuals",):
-        info.pop(key, None)
+    info = common.solver_summary(inf.solver_.info_)
     save = p.get("save_scores", True)
     common.write_result(
         args.out,

@@ -177,6 +177,19 @@ class Timer:
         return sum(self.sections.values())
 
 
+def solver_summary(info: dict[str, Any], drop: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A solver's ``info_`` for the result JSON: per-query lists (CG iterations, residuals)
+    summarised as median / max / min; eigenvalues, Ritz residuals and ``drop`` left out."""
+    out = {k: v for k, v in info.items()
+           if k not in ("eigenvalues", "ritz_residuals", *drop)}
+    for key in ("iterations", "residuals", "converged"):
+        if key in out and isinstance(out[key], list) and out[key]:
+            vals = np.asarray(out[key], dtype=float)
+            out[key] = {"median": float(np.median(vals)), "max": float(vals.max()),
+                        "min": float(vals.min())}
+    return out
+
+
 def write_result(
     out: str | os.PathLike,
     *,
