@@ -25,9 +25,11 @@ from .exceptions import (
     UnknownNameError,
 )
 from .influence.influence import InfluenceFunction
+from .influence.tracing import TRAK, GradCos, GradDot, TracIn
 from .models import MODELS, make_model
 from .registry import METHODS, make_valuator
 from .result import ValuationResult
+from .retrain import Retrain
 from .utility import METRICS, Utility
 from .valuation import (
     DVRL,
@@ -47,6 +49,7 @@ from .valuation import (
     stopping,
 )
 from .valuation.influence import InfluenceValuation, SelfInfluenceValuation
+from .valuation.tracing import TracInValuation, TRAKValuation
 
 __all__ = [
     "__version__",
@@ -79,6 +82,13 @@ __all__ = [
     "InfluenceFunction",
     "InfluenceValuation",
     "SelfInfluenceValuation",
+    "TracInValuation",
+    "TRAKValuation",
+    "TracIn",
+    "GradDot",
+    "GradCos",
+    "TRAK",
+    "Retrain",
     "Ratings",
     "load_ratings",
     "MatrixFactorization",

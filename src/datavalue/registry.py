@@ -27,6 +27,7 @@ from .valuation import (
 )
 from .valuation.dvrl import DVRL
 from .valuation.influence import InfluenceValuation, SelfInfluenceValuation
+from .valuation.tracing import TracInValuation, TRAKValuation
 
 __all__ = ["METHODS", "make_valuator", "method_parameters", "check_parameter_names"]
 
@@ -43,6 +44,8 @@ METHODS: dict[str, type[Valuator]] = {
     "exact-beta-shapley": ExactBetaShapley,
     "influence": InfluenceValuation,
     "self-influence": SelfInfluenceValuation,
+    "tracin": TracInValuation,
+    "trak": TRAKValuation,
     "dvrl": DVRL,
     "random": RandomValuation,
 }

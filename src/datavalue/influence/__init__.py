@@ -16,9 +16,15 @@ import importlib
 from typing import Any
 
 from .influence import InfluenceFunction, TopK, Unlearned
+from .tracing import TRAK, GradCos, GradDot, TracIn
 
 __all__ = [
     "InfluenceFunction",
+    "TracIn",
+    "GradDot",
+    "GradCos",
+    "TRAK",
+    "RandomProjection",
     "InfluenceValuation",
     "SelfInfluenceValuation",
     "TopK",
@@ -41,6 +47,7 @@ __all__ = [
 _LAZY = {
     "InfluenceValuation": "..valuation.influence",
     "SelfInfluenceValuation": "..valuation.influence",
+    "RandomProjection": "projection",
     "InfluenceModel": "model",
     "wrap_model": "model",
     "fit_smooth_hinge_svm": "sklearn_models",
