@@ -655,7 +655,8 @@ def _columnwise_corr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def lds(scores: Any, retrain: Any, *, alpha: float = 0.5, n_subsets: int = 100,
         n_seeds: int = 1, random_state: int = 0, goal: str | None = None,
         cache: str | os.PathLike | None = None, n_jobs: int | None = None,
-        backend: str | None = None, progress: bool | None = None) -> dict[str, Any]:
+        backend: str | None = None, ray_address: str | None = None,
+        progress: bool | None = None) -> dict[str, Any]:
     """Linear datamodeling score (Park et al. 2023, Sec. 2.2, Eq. 4): how well the sums of the
     attribution scores over random training subsets rank the outputs of models actually
     retrained on those subsets.
@@ -687,8 +688,9 @@ def lds(scores: Any, retrain: Any, *, alpha: float = 0.5, n_subsets: int = 100,
     cache : path or None
         A ``.npz`` file keeping the retrained outputs: resumed after an interruption, reused by
         later calls (e.g. for another score matrix), refused if made with other settings.
-    n_jobs, backend, progress
-        Parallel retraining (joblib; ``backend="ray"`` for a Ray cluster).
+    n_jobs, backend, ray_address, progress
+        Parallel retraining (joblib; ``backend="ray"`` for a Ray cluster at ``ray_address``,
+        e.g. ``"127.0.0.1:6379"``).
 
     Returns
     -------
@@ -703,7 +705,7 @@ def lds(scores: Any, retrain: Any, *, alpha: float = 0.5, n_subsets: int = 100,
     truth = retrain if isinstance(retrain, SubsetOutputs) else subset_outputs(
         retrain, arr.shape[1], alpha=alpha, n_subsets=n_subsets, n_seeds=n_seeds,
         random_state=random_state, goal=goal, cache=cache, n_jobs=n_jobs, backend=backend,
-        progress=progress)
+        ray_address=ray_address, progress=progress)
     if truth.masks.shape[1] != arr.shape[1]:
         raise InvalidDataError(
             f"'scores' has {arr.shape[1]} columns (training examples) but the subsets are of "
@@ -721,6 +723,7 @@ def loo_correlation(scores: Any, retrain: Any, *, train_indices: Any = None,
                     n_points: int = 100, n_seeds: int = 1, random_state: int = 0,
                     goal: str | None = None, cache: str | os.PathLike | None = None,
                     n_jobs: int | None = None, backend: str | None = None,
+                    ray_address: str | None = None,
                     progress: bool | None = None) -> dict[str, Any]:
     """Agreement of attribution scores with actual leave-one-out retraining.
 
@@ -739,7 +742,7 @@ def loo_correlation(scores: Any, retrain: Any, *, train_indices: Any = None,
     train_indices : array-like of int or None
         The rows removed one at a time; None: ``n_points`` rows drawn with ``random_state``
         (all rows if there are fewer).
-    n_points, n_seeds, random_state, goal, cache, n_jobs, backend, progress
+    n_points, n_seeds, random_state, goal, cache, n_jobs, backend, ray_address, progress
         As in :func:`lds`; ``n_seeds`` retrainings of every model with the same seeds.
 
     Returns
@@ -763,7 +766,7 @@ def loo_correlation(scores: Any, retrain: Any, *, train_indices: Any = None,
             train_indices = np.sort(rng.choice(n, min(n_points, n), replace=False))
         truth = loo_outputs(retrain, train_indices, n, n_seeds=n_seeds,
                             random_state=random_state, goal=goal, cache=cache, n_jobs=n_jobs,
-                            backend=backend, progress=progress)
+                            backend=backend, ray_address=ray_address, progress=progress)
     removed = truth.removed
     if removed.max() >= n:
         raise InvalidDataError(

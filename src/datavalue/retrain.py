@@ -278,8 +278,8 @@ def _identity(retrain: Any) -> str:
 
 
 def _run_tasks(retrain: Any, tasks: list[tuple[np.ndarray, int]], config: dict[str, Any],
-               cache: Any, n_jobs: int | None, backend: str | None, progress: bool | None,
-               desc: str) -> np.ndarray:
+               cache: Any, n_jobs: int | None, backend: str | None, ray_address: str | None,
+               progress: bool | None, desc: str) -> np.ndarray:
     """Outputs of every task ``(indices, seed)``, ``(n_tasks, n_test)``, resumable through
     ``cache``."""
     key = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
@@ -299,7 +299,7 @@ def _run_tasks(retrain: Any, tasks: list[tuple[np.ndarray, int]], config: dict[s
     # Chunks of a few tasks per worker: each chunk is saved before the next starts, so an
     # interruption loses at most one chunk.
     chunk = max(1, 2 * effective_n_jobs(n_jobs))
-    with joblib_backend(backend):
+    with joblib_backend(backend, ray_address):
         for start in range(0, todo.size, chunk):
             part = todo[start:start + chunk]
             results = parallel_map(retrain, [tasks[i] for i in part], n_jobs=n_jobs,
@@ -333,6 +333,7 @@ def subset_outputs(retrain: Any, n_train: int | None = None, *, alpha: float = 0
                    n_subsets: int = 100, n_seeds: int = 1, random_state: int = 0,
                    goal: str | None = None, cache: str | os.PathLike | None = None,
                    n_jobs: int | None = None, backend: str | None = None,
+                   ray_address: str | None = None,
                    progress: bool | None = None) -> SubsetOutputs:
     """Retrain on ``n_subsets`` random subsets of ``round(alpha n_train)`` training rows
     (``n_seeds`` retrainings each, outputs averaged) and record the test outputs: the ground
@@ -359,7 +360,8 @@ def subset_outputs(retrain: Any, n_train: int | None = None, *, alpha: float = 0
     config = {"kind": "subsets", "retrain": _identity(retrain), "n_train": n_train,
               "alpha": float(alpha), "n_subsets": n_subsets, "n_seeds": n_seeds,
               "random_state": random_state}
-    out = _run_tasks(retrain, tasks, config, cache, n_jobs, backend, progress, "subsets")
+    out = _run_tasks(retrain, tasks, config, cache, n_jobs, backend, ray_address,
+                     progress, "subsets")
     out = out.reshape(n_subsets, n_seeds, -1).mean(1)
     return SubsetOutputs(masks=masks, outputs=out, goal=goal, alpha=float(alpha),
                          n_seeds=n_seeds)
@@ -368,7 +370,8 @@ def subset_outputs(retrain: Any, n_train: int | None = None, *, alpha: float = 0
 def loo_outputs(retrain: Any, train_indices: Sequence[int] | np.ndarray, n_train: int | None = None,
                 *, n_seeds: int = 1, random_state: int = 0, goal: str | None = None,
                 cache: str | os.PathLike | None = None, n_jobs: int | None = None,
-                backend: str | None = None, progress: bool | None = None) -> LOOOutputs:
+                backend: str | None = None, ray_address: str | None = None,
+                progress: bool | None = None) -> LOOOutputs:
     """Retrain on all training rows, and without each of ``train_indices`` (``n_seeds``
     retrainings each, the same seeds for every removal, so the seeds' noise cancels in the
     differences): the ground truth of :func:`datavalue.evaluate.loo_correlation`."""
@@ -390,7 +393,7 @@ def loo_outputs(retrain: Any, train_indices: Sequence[int] | np.ndarray, n_train
         tasks.extend((keep, s) for s in seeds)
     config = {"kind": "loo", "retrain": _identity(retrain), "n_train": n_train,
               "removed": removed.tolist(), "n_seeds": n_seeds, "random_state": random_state}
-    out = _run_tasks(retrain, tasks, config, cache, n_jobs, backend, progress,
+    out = _run_tasks(retrain, tasks, config, cache, n_jobs, backend, ray_address, progress,
                      "leave-one-out").reshape(removed.size + 1, n_seeds, -1).mean(1)
     return LOOOutputs(removed=removed.astype(np.int64), outputs=out[1:], full=out[0],
                       goal=goal, n_seeds=n_seeds)
