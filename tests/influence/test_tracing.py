@@ -330,9 +330,15 @@ def test_store_keeps_projected_features_and_refuses_other_settings(tmp_path):
     scores = first.influence(x[:5], y[:5])
     files = {p.name for p in folder.iterdir()}
     assert {"train-features.npy", "train-kernel-features.npy"} <= files
-    again = TRAK([net, _linear(1)], proj_dim=10, store=folder)
-    # the training features are read, not recomputed: break the gradient path to prove it
-    again.fit(x, y)
+    passes = []
+
+    class Counted(TRAK):
+        def _feature_blocks(self, data, fns, desc):
+            passes.append(desc)
+            yield from super()._feature_blocks(data, fns, desc)
+
+    again = Counted([net, _linear(1)], proj_dim=10, store=folder).fit(x, y)
+    assert passes == []  # the training features were read from the store, not recomputed
     np.testing.assert_array_equal(again.influence(x[:5], y[:5]), scores)
     np.testing.assert_array_equal(again.self_influence(), first.self_influence())
     before = {p: p.stat().st_mtime_ns for p in folder.rglob("*")}

@@ -92,3 +92,20 @@ def test_ray_backend_gives_identical_values(ray_cluster):
     a = DataBanzhaf(n_jobs=1, **banz_kw).fit(*args)
     b = DataBanzhaf(n_jobs=2, backend="ray", ray_address=ray_cluster, **banz_kw).fit(*args)
     np.testing.assert_array_equal(a.values_, b.values_)
+
+
+def test_retraining_ground_truth_on_ray_equals_local(ray_cluster, tmp_path):
+    from sklearn.linear_model import LogisticRegression
+
+    from datavalue.evaluate import lds
+    from datavalue.retrain import Retrain, subset_outputs
+
+    ds = dv.load_dataset("breast_cancer", random_state=0)
+    retrain = Retrain(LogisticRegression(max_iter=2000), ds.x_train[:100], ds.y_train[:100],
+                      ds.x_test[:20], ds.y_test[:20], output="margin")
+    local = subset_outputs(retrain, n_subsets=6, n_jobs=1, progress=False)
+    remote = subset_outputs(retrain, n_subsets=6, n_jobs=2, backend="ray",
+                            ray_address=ray_cluster, cache=tmp_path / "gt.npz", progress=False)
+    np.testing.assert_array_equal(local.outputs, remote.outputs)
+    scores = np.random.default_rng(0).normal(size=(20, 100))
+    assert lds(scores, local)["lds"] == lds(scores, remote)["lds"]
