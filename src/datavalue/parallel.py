@@ -122,7 +122,16 @@ def parallel_map(
         kwargs["prefer"] = prefer
     out: list[T] = []
     with progress_bar(total, desc, progress, unit) as bar:
-        for r in Parallel(**kwargs)(calls):
+        try:
+            results = Parallel(**kwargs)(calls)
+        except ValueError as exc:
+            if "return_as" not in str(exc):
+                raise
+            # Ray's joblib backend returns lists only: the bar then moves at the end.
+            calls = (delayed(task)(*t) if isinstance(t, tuple) else delayed(task)(t)
+                     for t in tasks)
+            results = Parallel(**{**kwargs, "return_as": "list"})(calls)
+        for r in results:
             out.append(r)
             bar.update(1)
     return out
