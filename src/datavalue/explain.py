@@ -22,7 +22,10 @@ from .data import Dataset
 from .exceptions import InvalidParameterError
 from .models import make_model
 
-__all__ = ["Explanation", "explain", "render_text", "ascii_image"]
+__all__ = ["Explanation", "explain", "render_text", "ascii_image", "EXPLAIN_METHODS"]
+
+#: Attribution methods :func:`explain` can rank training examples with.
+EXPLAIN_METHODS = ("influence", "tracin", "grad-cos", "trak")
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,7 @@ class Explanation:
     solver: str
     data_fingerprint: str
     measure: str = "loss"
+    method: str = "influence"
 
     def save(self, directory: str | os.PathLike) -> Path:
         """Write ``explanation.json`` into the run folder ``directory`` (see
@@ -71,6 +75,7 @@ def explain(
     k: int = 5,
     solver: str = "exact",
     damping: float = 0.0,
+    method: str = "influence",
     random_state: int | None = 0,
 ) -> Explanation:
     """Most helpful and harmful training examples for test example ``test_index``.
@@ -87,6 +92,11 @@ def explain(
         How many examples of each kind.
     solver, damping :
         Inverse-Hessian solver and damping (see :class:`datavalue.InfluenceFunction`).
+    method : {"influence", "tracin", "grad-cos", "trak"}
+        How training examples are scored: influence functions (default); TracIn with the
+        trained model as its one checkpoint (Grad-Dot: ``<grad L(z_test), grad L(z_i)>``);
+        Grad-Cos (the cosine); or TRAK (the test example's margin, Park et al. 2023). All are
+        positive for helpful examples.
     """
     from sklearn.base import clone
 
@@ -110,15 +120,31 @@ def explain(
     estimator = (
         make_model(model, dataset.task, random_state) if isinstance(model, str) else clone(model)
     )
+    if method not in EXPLAIN_METHODS:
+        raise InvalidParameterError(
+            f"The 'method' parameter must be one of {', '.join(EXPLAIN_METHODS)}. Got "
+            f"{method!r} instead.")
+    if method == "trak" and dataset.task != "classification":
+        raise InvalidParameterError("method='trak' explains a classification margin; this "
+                                    "data set has a regression target.")
     estimator.fit(dataset.x_train, dataset.y_train)
     inf = InfluenceFunction(estimator, solver=solver, damping=damping).fit(
         dataset.x_train, dataset.y_train
     )
     x = dataset.x_test[[test_index]]
     y = dataset.y_test[[test_index]]
-    top = inf.top_k(x, y, k)
     measure = "loss"
-    if (dataset.task == "classification" and not np.any(top.helpful_scores[0])
+    if method != "influence":
+        from .influence.tracing import TRAK, GradCos, GradDot
+
+        tracer = {"tracin": GradDot, "grad-cos": GradCos}.get(method)
+        tracer = (TRAK(estimator, proj_dim=None) if tracer is None else tracer(estimator))
+        top = tracer.fit(dataset.x_train, dataset.y_train).top_k(x, y, k)
+        measure = "margin" if method == "trak" else "loss"
+    else:
+        top = inf.top_k(x, y, k)
+    if (method == "influence" and dataset.task == "classification"
+            and not np.any(top.helpful_scores[0])
             and not np.any(top.harmful_scores[0])):
         # The test loss is flat here (a point beyond a hinge's margin: loss and gradient are
         # exactly 0), so every loss influence is 0 and the lists would be arbitrary. Explain
@@ -144,6 +170,7 @@ def explain(
         solver=str(solver),
         data_fingerprint=dataset.fingerprint(),
         measure=measure,
+        method=method,
     )
 
 
@@ -182,14 +209,14 @@ def render_text(expl: Explanation, ds: Dataset) -> str:
     lines = [
         f"Test example {expl.test_index}: label {ds.label_name(expl.test_label)}, predicted "
         f"{ds.label_name(expl.predicted_label)} (loss {expl.test_loss:.4g}; model {expl.model}, "
-        f"solver {expl.solver})",
+        + (f"solver {expl.solver})" if expl.method == "influence" else f"method {expl.method})"),
     ]
     if image:
         lines += ["  " + r for r in ascii_image(ds.raw_features(ds.x_test[expl.test_index]),
                                                 ds.image_shape)]
     else:
         lines.append("  " + _row_text(ds, ds.x_test[expl.test_index]))
-    if expl.measure == "margin":
+    if expl.measure == "margin" and expl.method == "influence":
         lines.append("")
         lines.append(
             "The test loss is exactly 0 here (the example lies beyond the model's margin), so "
@@ -199,11 +226,17 @@ def render_text(expl: Explanation, ds: Dataset) -> str:
         )
     what = "this test loss" if expl.measure == "loss" else "this test example's margin"
     raise_, lower = (("raise", "lower") if expl.measure == "loss" else ("lower", "raise"))
+    titles = (f"removing them would {raise_} {what}", f"removing them would {lower} {what}")
+    score_name = "influence"
+    if expl.method in ("tracin", "grad-cos"):
+        titles = (f"their gradients lower {what}", f"their gradients raise {what}")
+        score_name = "grad-dot" if expl.method == "tracin" else "cosine"
+    elif expl.method == "trak":
+        titles = (f"they raise {what}", f"they lower {what}")
+        score_name = "TRAK score"
     for title, idx, scores in (
-        (f"Most helpful training examples (removing them would {raise_} {what})",
-         expl.helpful, expl.helpful_scores),
-        (f"Most harmful training examples (removing them would {lower} {what})",
-         expl.harmful, expl.harmful_scores),
+        (f"Most helpful training examples ({titles[0]})", expl.helpful, expl.helpful_scores),
+        (f"Most harmful training examples ({titles[1]})", expl.harmful, expl.harmful_scores),
     ):
         lines.append("")
         lines.append(title + ":")
@@ -211,7 +244,7 @@ def render_text(expl: Explanation, ds: Dataset) -> str:
         for rank, (i, s) in enumerate(zip(idx, scores, strict=True), start=1):
             flag = "  [label was flipped]" if i in noisy else ""
             head = (f"  {rank}. train #{i}  label {ds.label_name(ds.y_train[i])}  "
-                    f"influence {s:+.4g}{flag}")
+                    f"{score_name} {s:+.4g}{flag}")
             if image:
                 blocks.append([head] + ["     " + r for r in
                                         ascii_image(ds.raw_features(ds.x_train[i]),

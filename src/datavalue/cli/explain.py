@@ -43,6 +43,11 @@ def add_parser(sub: Any, fmt: Any) -> argparse.ArgumentParser:
     g.add_argument("--model", default="logreg", metavar="NAME",
                    help="model whose prediction is explained: logreg, linear or svm (linear "
                    "models, whose influence is exact for their own objective). Default: logreg.")
+    g.add_argument("--method", default="influence", metavar="NAME",
+                   help="how training examples are scored: influence (influence functions), "
+                   "tracin (the gradient inner product under the trained model: Grad-Dot), "
+                   "grad-cos (its cosine) or trak (TRAK, on the test margin). Default: "
+                   "influence.")
     g.add_argument("--solver", default="exact", metavar="NAME",
                    help="inverse-Hessian solver: exact, cg, lissa, arnoldi, ekfac, kfac. "
                    "Default: exact.")
@@ -57,7 +62,10 @@ def add_parser(sub: Any, fmt: Any) -> argparse.ArgumentParser:
 def _cmd_explain(args: argparse.Namespace) -> int:
     from ..explain import explain, render_text
 
+    from ..explain import EXPLAIN_METHODS
+
     _check_name(args.model, MODELS, "model", "--model")
+    _check_name(args.method, dict.fromkeys(EXPLAIN_METHODS), "method", "--method")
     if args.top < 1:
         raise InvalidParameterError(f"--top must be a positive number. Got {args.top}.")
     if args.out is not None:
@@ -73,7 +81,8 @@ def _cmd_explain(args: argparse.Namespace) -> int:
             f"Got {args.test_index}."
         )
     expl = explain(ds, args.test_index, model=args.model, k=min(args.top, ds.n_train),
-                   solver=args.solver, damping=args.damping, random_state=args.seed)
+                   solver=args.solver, damping=args.damping, method=args.method,
+                   random_state=args.seed)
     print(f"Data:  {ds.describe()}")
     print(render_text(expl, ds))
     if args.out is not None:

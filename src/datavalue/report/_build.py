@@ -266,10 +266,22 @@ def _explain_sections(d: Path, k: int, max_examples: int = 12) -> list[Section]:
     explanations, ds = load_explanations(d)
     mask = ds.noise_mask
     first = explanations[0]
-    parts = [f"<p>Influence functions (Koh &amp; Liang 2017), model <b>{h.esc(first.model)}</b>,"
-             f" solver {h.esc(first.solver)}. Score: the predicted change of the test example's "
-             "loss if the training example were removed and the model retrained; positive = it "
-             "helped this prediction.</p>"]
+    method = getattr(first, "method", "influence")
+    if method == "influence":
+        intro = (f"Influence functions (Koh &amp; Liang 2017), model <b>{h.esc(first.model)}</b>,"
+                 f" solver {h.esc(first.solver)}. Score: the predicted change of the test "
+                 "example's loss if the training example were removed and the model retrained; "
+                 "positive = it helped this prediction.")
+    elif method == "trak":
+        intro = (f"TRAK (Park et al. 2023), model <b>{h.esc(first.model)}</b>. Score: the "
+                 "training example's predicted effect on the test example's margin; positive "
+                 "= it helped this prediction.")
+    else:
+        intro = (f"{'Grad-Dot' if method == 'tracin' else 'Grad-Cos'} (TracIn with the "
+                 f"trained model as its checkpoint, Pruthi et al. 2020), model "
+                 f"<b>{h.esc(first.model)}</b>. Score: the agreement of the two examples' loss "
+                 "gradients; positive = a training step on it lowers this test loss.")
+    parts = [f"<p>{intro}</p>"]
     for e in explanations[:max_examples]:
         head = [f"test #{e.test_index}", f"label {ds.label_name(e.test_label)}",
                 f"predicted {ds.label_name(e.predicted_label)}", f"loss {e.test_loss:.3g}"]
