@@ -54,6 +54,7 @@ __all__ = [
     "COMPARE_BUDGETS",
     "DETECTION_COLUMNS",
     "CURVE_COLUMNS",
+    "RETRAINING_COLUMNS",
     "default_methods",
     "method_params",
     "summarize",
@@ -88,7 +89,10 @@ CURVE_COLUMNS: tuple[str, ...] = tuple(
 )
 _ID_COLUMNS = ("method", "seed", "data", "n_train", "n_noisy", "noise_rate", "model", "metric",
                "status", "error")
-_NUMERIC_COLUMNS = ("wall_time", *DETECTION_COLUMNS, *CURVE_COLUMNS)
+#: Agreement with actual retraining (:func:`datavalue.evaluate.lds`, ``loo_correlation``), when
+#: asked for with ``lds_subsets`` / ``loo_points``.
+RETRAINING_COLUMNS: tuple[str, ...] = ("lds", "loo_pearson")
+_NUMERIC_COLUMNS = ("wall_time", *DETECTION_COLUMNS, *CURVE_COLUMNS, *RETRAINING_COLUMNS)
 #: Files :func:`compare` writes into ``out`` (besides ``values/`` and ``datasets/``).
 OUTPUT_FILES = ("compare.json", "compare.csv", "compare.parquet", "summary.csv", "summary.md",
                 "curves.csv", "run.log")
@@ -332,7 +336,9 @@ def format_summary(summary: pd.DataFrame, columns: Sequence[str] | None = None,
     if columns is None:
         columns = [c for c in ("f1_kmeans", "auc", "removal_most_valuable_first",
                                "removal_least_valuable_first", "addition_most_valuable_first",
-                               "wall_time") if f"{c}_mean" in summary]
+                               *RETRAINING_COLUMNS, "wall_time")
+                   if f"{c}_mean" in summary and (
+                       c not in RETRAINING_COLUMNS or summary[f"{c}_mean"].notna().any())]
     out = pd.DataFrame({"method": summary["method"]})
     for c in columns:
         if f"{c}_mean" not in summary:
@@ -436,7 +442,7 @@ class _Output:
 # ---------------------------------------------------------------------------- evaluation
 def _evaluate(values: np.ndarray, ds: Dataset, model: Any, metric: Any, fractions: Any,
               seed: int, n_jobs: int | None, progress: bool | None,
-              baseline: dict[str, pd.DataFrame]) -> tuple[dict[str, float], pd.DataFrame]:
+              baseline: dict[str, Any]) -> tuple[dict[str, float], pd.DataFrame]:
     """Detection scores and curve summaries of one value vector; its curves as a frame.
 
     The random-order curves do not depend on the values: they are computed once per seed
@@ -461,7 +467,45 @@ def _evaluate(values: np.ndarray, ds: Dataset, model: Any, metric: Any, fraction
         curve.insert(0, "experiment", experiment)
         frames.append(curve)
     curves = pd.concat(frames, ignore_index=True)
+    row.update(_retraining_scores(values, baseline.get("truth", {})))
     return row, curves[["experiment", "order", "fraction", "n_points", "score"]]
+
+
+def _retraining_truth(ds: Dataset, model: Any, seed: int, lds_subsets: int, loo_points: int,
+                      n_jobs: int | None, progress: bool | None) -> dict[str, Any]:
+    """Ground truth shared by every method of one seed: the mean test loss of ``model``
+    retrained on random halves of the training split (LDS) and without single rows (LOO)."""
+    from .retrain import Retrain, loo_outputs, subset_outputs
+
+    truth: dict[str, Any] = {}
+    if not lds_subsets and not loo_points:
+        return truth
+    if ds.task == "classification" and not hasattr(model, "predict_proba"):
+        raise InvalidParameterError(
+            f"LDS and LOO columns compare values with the test log-loss of the retrained model; "
+            f"{type(model).__name__} has no predict_proba. Use a probabilistic model (e.g. "
+            "logreg) or leave lds_subsets and loo_points at 0.")
+    retrain = Retrain(model, ds.x_train, ds.y_train, ds.x_test, ds.y_test, output="loss")
+    if lds_subsets:
+        truth["lds"] = subset_outputs(retrain, n_subsets=lds_subsets, random_state=seed,
+                                      n_jobs=n_jobs, progress=progress)
+    if loo_points:
+        rng = np.random.default_rng(seed)
+        rows = np.sort(rng.choice(ds.n_train, min(loo_points, ds.n_train), replace=False))
+        truth["loo"] = loo_outputs(retrain, rows, random_state=seed, n_jobs=n_jobs,
+                                   progress=progress)
+    return truth
+
+
+def _retraining_scores(values: np.ndarray, truth: dict[str, Any]) -> dict[str, float]:
+    from .evaluate import lds, loo_correlation
+
+    row = {c: float("nan") for c in RETRAINING_COLUMNS}
+    if "lds" in truth:
+        row["lds"] = lds(values, truth["lds"])["lds"]
+    if "loo" in truth:
+        row["loo_pearson"] = loo_correlation(values, truth["loo"])["pearson"]
+    return row
 
 
 def _check_fractions(fractions: Any) -> dict[str, Any] | None:
@@ -489,6 +533,8 @@ def compare(
     fractions: Any = None,
     load_options: Mapping[str, Any] | None = None,
     on_error: str | None = None,
+    lds_subsets: int = 0,
+    loo_points: int = 0,
     n_jobs: int | None = None,
     progress: bool | None = None,
     out: str | os.PathLike | None = None,
@@ -543,6 +589,16 @@ def compare(
         (e.g. KNN-Shapley on a regression target): stop, or record the row with status
         "failed" and the message in ``error`` (and the log) and go on. None: "raise" for
         methods you listed, "record" for the default list.
+    lds_subsets : int
+        If > 0, the column ``lds``: the linear datamodeling score of the values
+        (:func:`~datavalue.evaluate.lds`): over this many random halves of the training split,
+        the Spearman correlation between the sum of the values of a half and minus the mean
+        test log-loss (squared error for regression) of ``model`` retrained on it. Computed
+        once per seed and shared by every method.
+    loo_points : int
+        If > 0, the column ``loo_pearson``: the Pearson correlation of the values of this many
+        random training rows with the actual rise of the mean test loss when ``model`` is
+        retrained without each (:func:`~datavalue.evaluate.loo_correlation`).
     n_jobs : int or None
         Workers for each method and for the curves' fits (results do not depend on it).
     progress : bool or None
@@ -574,6 +630,11 @@ def compare(
         raise InvalidParameterError("The 'load_options' parameter must be a dict or None.")
     load_options = dict(load_options or {})
     fraction_map = _check_fractions(fractions)
+    for name, count in (("lds_subsets", lds_subsets), ("loo_points", loo_points)):
+        if isinstance(count, bool) or not isinstance(count, numbers.Integral) or count < 0 or (
+                count == 1):
+            raise InvalidParameterError(
+                f"The '{name}' parameter must be 0 (off) or an int >= 2. Got {count!r}.")
     model_name = model if isinstance(model, str) else type(model).__name__
     config: dict[str, Any] = {
         "data": str(data) if isinstance(data, str | os.PathLike) else _data_name(data),
@@ -587,6 +648,8 @@ def compare(
         "fractions": fraction_map,
         "load_options": load_options,
         "on_error": on_error,
+        "lds_subsets": int(lds_subsets),
+        "loo_points": int(loo_points),
         "n_jobs": n_jobs,
     }
     output = _Output(out)
@@ -640,7 +703,9 @@ def _run(data, method_names, seed_list, resolved, model, model_name, metric, noi
                                   params=resolved[name], n_jobs=n_jobs, progress=progress)
                 valuators[name] = make_valuator(name, **p)
                 valuators[name]._validate_params()
-            baseline: dict[str, pd.DataFrame] = {}
+            baseline: dict[str, Any] = {
+                "truth": _retraining_truth(ds, eval_model, seed, config["lds_subsets"],
+                                           config["loo_points"], n_jobs, progress)}
             method_bar = progress_bar(len(method_names), f"methods (seed {seed})", progress,
                                       unit="method")
             try:
@@ -689,7 +754,8 @@ def _one(name, valuator, ds, seed, eval_model, metric, fraction_map, n_jobs, pro
             raise
         logger.error("seed %d: %s failed: %s", seed, name, exc)
         row.update(status="failed", error=" ".join(str(exc).split()), wall_time=float("nan"))
-        row.update({c: float("nan") for c in (*DETECTION_COLUMNS, *CURVE_COLUMNS)})
+        row.update({c: float("nan") for c in (*DETECTION_COLUMNS, *CURVE_COLUMNS,
+                                              *RETRAINING_COLUMNS)})
         return row
     result = replace(valuator.result_, ids=ds.ids_train)  # the data's own row ids
     results[(name, seed)] = result

@@ -81,6 +81,14 @@ def add_parser(sub: Any, fmt: Any) -> argparse.ArgumentParser:
     g.add_argument("--fractions", type=float, nargs="+", metavar="F",
                    help="fractions of the training set for the removal/addition curves. "
                    "Default: evaluate's grid (0 to 0.5).")
+    g.add_argument("--lds", type=int, default=0, metavar="N",
+                   help="add the column 'lds': the linear datamodeling score of the values over "
+                   "N random halves of the training set, each retrained (test log-loss). "
+                   "Default: 0 (off).")
+    g.add_argument("--loo", type=int, default=0, metavar="N",
+                   help="add the column 'loo_pearson': Pearson correlation of the values of N "
+                   "random training rows with the actual change of the test loss when each is "
+                   "left out and the model retrained. Default: 0 (off).")
     g.add_argument("--keep-going", action="store_true",
                    help="record a listed method that rejects the data (e.g. KNN-Shapley on a "
                    "regression target) as 'failed' and go on, instead of stopping (always so "
@@ -175,6 +183,8 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         # The default list goes on past a method that does not apply (KNN-Shapley on a
         # regression target); methods the user listed stop the run unless --keep-going.
         on_error="record" if args.keep_going or listed is None else "raise",
+        lds_subsets=args.lds,
+        loo_points=args.loo,
         n_jobs=args.n_jobs,
         progress=_progress(args.quiet),
         out=args.out,
