@@ -411,8 +411,8 @@ def test_compare_command_writes_what_the_api_computes(tmp_path):
 NEW_OPTIONS = {
     "compare": ["--data", "--target", "--noise", "--noise-kind", "--n-samples", "--train-size",
                 "--valid-size", "--test-size", "--impute", "--methods", "--model", "--metric",
-                "--seeds", "--param", "--fractions", "--keep-going", "--n-jobs", "--quiet",
-                "--out"],
+                "--seeds", "--param", "--fractions", "--lds", "--loo", "--keep-going", "--n-jobs",
+                "--quiet", "--out"],
     "clean": ["DIR", "--fraction", "--mode", "--weight", "--model", "--metric", "--fractions",
               "--out", "--n-jobs", "--quiet"],
     "fix": ["DIR", "--rankings", "--model", "--metric", "--fractions", "--out", "--n-jobs",
@@ -493,3 +493,28 @@ def test_explain_prints_images_and_saves_for_the_report(tmp_path):
     assert saved.data_fingerprint == ds.fingerprint() and len(saved.helpful) == 3
     bad = run("explain", "--data", "digits", "--test-index", "100000")
     assert bad.returncode == 2 and "--test-index" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_explain_and_value_with_gradient_tracing(tmp_path):
+    pytest.importorskip("torch")
+    proc = run("explain", "--data", "digits", "--noise", "0.1", "--test-index", "3", "--top",
+               "2", "--method", "trak", "--out", tmp_path / "expl")
+    assert_ok(proc)
+    assert "method trak" in proc.stdout and "TRAK score" in proc.stdout
+    from datavalue.explain import Explanation
+
+    assert Explanation.load(tmp_path / "expl").method == "trak"
+    html = run("report", tmp_path / "expl", "--out", tmp_path / "r.html")
+    assert_ok(html)
+    assert "TRAK (Park et al. 2023)" in (tmp_path / "r.html").read_text()
+    bad = run("explain", "--data", "digits", "--test-index", "3", "--method", "trakk")
+    assert bad.returncode == 2 and "--method" in bad.stderr and "trak" in bad.stderr
+    val = run("value", "--data", "digits", "--noise", "0.1", "--method", "tracin", "--param",
+              "target=self", "--out", tmp_path / "v")
+    assert_ok(val)
+    assert printed("AUC", val.stdout) > 0.95  # flipped labels carry large self-influence
+    cmp = run("compare", "--data", "breast_cancer", "--n-samples", "200", "--methods",
+              "trak,random", "--seeds", "0", "--lds", "6", "--loo", "5", "--out",
+              tmp_path / "cmp", timeout=300)
+    assert_ok(cmp)
+    assert "lds" in cmp.stdout and "loo_pearson" in cmp.stdout

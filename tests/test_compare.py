@@ -245,3 +245,33 @@ def test_the_default_list_goes_on_past_methods_that_do_not_apply(monkeypatch):
     assert format_summary(c.summary).set_index("method").loc["random", "auc"] == "–"
     with pytest.raises(InvalidDataError, match="regression"):  # listed: stop
         compare("diabetes", methods=["knn-shapley"], seeds=[0], progress=False)
+
+
+def test_lds_and_loo_columns_equal_the_evaluation_functions():
+    from datavalue.evaluate import lds, loo_correlation
+    from datavalue.retrain import Retrain
+
+    cmp = compare(DATA, methods=["tracin", "random"], seeds=[0], noise_rate=NOISE,
+                  model="logreg", fractions=FRACTIONS, load_options=LOAD, lds_subsets=8,
+                  loo_points=6, progress=False)
+    ds = cmp.datasets[0]
+    retrain = Retrain(LogisticRegression(max_iter=1000, random_state=0), ds.x_train,
+                      ds.y_train, ds.x_test, ds.y_test, output="loss")
+    for name in ("tracin", "random"):
+        values = cmp.results[(name, 0)].values
+        row = cmp.table[cmp.table["method"] == name].iloc[0]
+        assert row["lds"] == pytest.approx(
+            lds(values, retrain, n_subsets=8, random_state=0)["lds"], abs=1e-12)
+        rows = np.sort(np.random.default_rng(0).choice(ds.n_train, 6, replace=False))
+        assert row["loo_pearson"] == pytest.approx(
+            loo_correlation(values, retrain, train_indices=rows, random_state=0)["pearson"],
+            abs=1e-12)
+    assert "lds" in cmp.format_summary().columns
+    plain = compare(DATA, methods=["random"], seeds=[0], fractions=FRACTIONS, load_options=LOAD,
+                    progress=False)
+    assert plain.table["lds"].isna().all() and "lds" not in plain.format_summary().columns
+    with pytest.raises(InvalidParameterError, match="lds_subsets"):
+        compare(DATA, methods=["random"], seeds=[0], lds_subsets=1, progress=False)
+    with pytest.raises(InvalidParameterError, match="predict_proba"):
+        compare(DATA, methods=["random"], seeds=[0], model="svm", loo_points=5,
+                load_options=LOAD, fractions=FRACTIONS, progress=False)

@@ -100,3 +100,23 @@ def test_margin_influence_predicts_leave_one_out_retraining():
         for i in idx]).T
     r = np.corrcoef(predicted[:, idx].ravel(), actual.ravel())[0, 1]
     assert r >= 0.95, r
+
+
+@pytest.mark.parametrize("method", ["tracin", "grad-cos", "trak"])
+def test_explain_with_gradient_tracing_matches_the_tracer(digits, method):
+    from sklearn.linear_model import LogisticRegression
+
+    e = explain(digits, 3, k=4, method=method)
+    model = LogisticRegression(max_iter=1000).fit(digits.x_train, digits.y_train)
+    tracer = {"tracin": dv.GradDot(model), "grad-cos": dv.GradCos(model),
+              "trak": dv.TRAK(model, proj_dim=None)}[method]
+    scores = tracer.fit(digits.x_train, digits.y_train).influence(
+        digits.x_test[[3]], digits.y_test[[3]])[0]
+    np.testing.assert_array_equal(e.helpful, np.argsort(-scores, kind="stable")[:4])
+    np.testing.assert_allclose(e.harmful_scores, np.sort(scores)[:4], rtol=1e-6)
+    assert e.method == method and e.measure == ("margin" if method == "trak" else "loss")
+    text = render_text(e, digits)
+    assert f"method {method}" in text
+    assert Explanation(**{**e.__dict__}).method == method
+    with pytest.raises(InvalidParameterError, match="'method'"):
+        explain(digits, 3, method="shapley")
