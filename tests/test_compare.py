@@ -21,6 +21,7 @@ from datavalue.compare import (
     COMPARE_BUDGETS,
     CURVE_COLUMNS,
     DETECTION_COLUMNS,
+    RETRAINING_COLUMNS,
     compare,
     default_methods,
     format_summary,
@@ -66,7 +67,9 @@ def _alone(name: str, ds: dv.Dataset, seed: int) -> np.ndarray:
 def test_table_has_every_column_and_a_row_per_method_and_seed(run):
     comparison, out = run
     table = comparison.table
-    assert list(table.columns) == [*ID_COLUMNS, "wall_time", *DETECTION_COLUMNS, *CURVE_COLUMNS]
+    assert list(table.columns) == [*ID_COLUMNS, "wall_time", *DETECTION_COLUMNS, *CURVE_COLUMNS,
+                                   *RETRAINING_COLUMNS]
+    assert table[list(RETRAINING_COLUMNS)].isna().all().all()  # not asked for
     assert list(zip(table["method"], table["seed"], strict=True)) == [
         (m, s) for s in SEEDS for m in METHODS
     ]
