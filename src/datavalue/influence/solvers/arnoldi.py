@@ -15,6 +15,11 @@ from ...exceptions import (
 from .base import HessianOperator, Solver, SolverError
 
 
+
+#: Up to this many parameters Arnoldi iterates on the dense curvature matrix (built once)
+#: instead of one pass over the data per Krylov vector.
+DENSE_ARNOLDI_MAX_PARAMS = 2048
+
 class ArnoldiSolver(Solver):
     """Low-rank inverse from the top eigenpairs found by Arnoldi iteration (Schioppa et al. 2022).
 
@@ -83,12 +88,19 @@ class ArnoldiSolver(Solver):
                 w = w - (basis @ w) @ basis
             return w / w.norm()
 
+        matvec = op.matvec
+        if op.dense is not None and p <= DENSE_ARNOLDI_MAX_PARAMS:
+            # A few hundred sequential products, each a pass over the data with its own
+            # dispatch: for a small model one dense H and GEMVs are far cheaper (digits
+            # softmax regression, 650 parameters, rank 100: 2.9 s -> 0.4 s).
+            h = op.dense()
+            matvec = lambda v: v @ h  # noqa: E731
         q = torch.zeros(m, p, dtype=op.dtype, device=op.device)
         t = torch.zeros(m, m, dtype=op.dtype, device=op.device)
         q[0] = random_unit(q[:0])
         largest, restarts, last = 0.0, 0, 0.0
         for j in range(m):
-            w = op.matvec(q[j : j + 1])[0]
+            w = matvec(q[j : j + 1])[0]
             largest = max(largest, float(w.norm()))
             basis = q[: j + 1]
             coef = basis @ w  # classical Gram-Schmidt, twice (CGS2)
