@@ -79,8 +79,9 @@ class Retrain:
             if train_fn is None:
                 raise InvalidParameterError(
                     "A torch module needs 'train_fn(module, x, y) -> module' to be retrained.")
-            self.x_train, self.y_train = np.asarray(x_train), np.asarray(y_train)
-            self.x_test, self.y_test = np.asarray(x_test), np.asarray(y_test)
+            # Writable copies: torch refuses to wrap read-only arrays (a frozen Dataset's).
+            self.x_train, self.y_train = np.array(x_train), np.array(y_train)
+            self.x_test, self.y_test = np.array(x_test), np.array(y_test)
             for name, a, b in (("x_train", self.x_train, self.y_train),
                                ("x_test", self.x_test, self.y_test)):
                 if len(a) != len(b):

@@ -60,9 +60,7 @@ def add_parser(sub: Any, fmt: Any) -> argparse.ArgumentParser:
 
 
 def _cmd_explain(args: argparse.Namespace) -> int:
-    from ..explain import explain, render_text
-
-    from ..explain import EXPLAIN_METHODS
+    from ..explain import EXPLAIN_METHODS, explain, render_text
 
     _check_name(args.model, MODELS, "model", "--model")
     _check_name(args.method, dict.fromkeys(EXPLAIN_METHODS), "method", "--method")

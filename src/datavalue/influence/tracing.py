@@ -44,7 +44,7 @@ from sklearn.base import BaseEstimator
 from sklearn.exceptions import NotFittedError
 
 from .._validation import Interval, Options, validate_params
-from ..exceptions import InvalidDataError, InvalidParameterError
+from ..exceptions import InvalidParameterError
 from ..parallel import progress_bar
 from .influence import TopK, _resolve_dtype, margin
 
@@ -327,7 +327,7 @@ class _Tracer(BaseEstimator):
         / ``DataLoader`` (no shuffling; ``y_train`` None) whose batches are ``(inputs,
         targets)``, dicts, or anything ``batch_fn`` reads. Every score refers to its rows.
         """
-        torch = _torch()
+        _torch()  # a clear ImportError before any work when torch is missing
         from .projection import RandomProjection
 
         start = time.perf_counter()
@@ -735,7 +735,6 @@ class TRAK(_Tracer):
     def _finish_fit(self) -> None:
         torch = _torch()
         feats = self._features  # (S, n, k)
-        k = self.proj_dim_
         self.rank_ = []
         if self.store_ is not None:
             def fill(target: Any) -> None:
@@ -746,14 +745,18 @@ class TRAK(_Tracer):
             ranks = self._stored("kernel-ranks.npy", (self.n_models_,),
                                  lambda t: t.__setitem__(slice(None), self.rank_))
             self.rank_ = [int(r) for r in ranks.tolist()]
+            self._self = np.mean([self._self_part(self._train[s], feats[s])
+                                  for s in range(self.n_models_)], axis=0)
         else:
-            self._train = torch.stack([self._kernel_features(feats[s])
-                                       for s in range(self.n_models_)])
-        # Self-scores need the plain features; keep them (n per model), not the features.
-        self._self = np.mean([
-            (self._train[s].to(torch.float64) * feats[s].to(torch.float64)).sum(1).cpu().numpy()
-            for s in range(self.n_models_)], axis=0)
-        if self.store_ is None:
+            # In place: each model's features are replaced by its kernel features once its
+            # self-scores are taken (one n x k buffer per model, not two).
+            parts = []
+            for s in range(self.n_models_):
+                kernel = self._kernel_features(feats[s])
+                parts.append(self._self_part(kernel, feats[s]))
+                feats[s] = kernel
+            self._self = np.mean(parts, axis=0)
+            self._train = feats
             del self._features
         q = np.zeros(self.n_train_)
         if self.weights == "one-minus-p":
@@ -768,7 +771,11 @@ class TRAK(_Tracer):
             q[:] = 1.0
         self.out_to_loss_ = q
         self._q = torch.as_tensor(q, dtype=torch.float64, device=self.models_[0].device)
-        del k
+
+    @staticmethod
+    def _self_part(kernel: Any, f: Any) -> np.ndarray:
+        torch = _torch()
+        return (kernel.to(torch.float64) * f.to(torch.float64)).sum(1).cpu().numpy()
 
     def _gram(self, f: Any) -> Any:
         torch = _torch()

@@ -14,8 +14,6 @@ from ...exceptions import (
 )
 from .base import HessianOperator, Solver, SolverError
 
-
-
 #: Up to this many parameters Arnoldi iterates on the dense curvature matrix (built once)
 #: instead of one pass over the data per Krylov vector.
 DENSE_ARNOLDI_MAX_PARAMS = 2048
