@@ -245,8 +245,9 @@ def run(job_list: list[Job], case_file: Path, args) -> list[Result]:
                   end=" ", flush=True)
             out = CACHE_DIR / "runs" / f"{case_file.stem}-{job.impl}-{job.method}-{i}-{rep}.json"
             out.parent.mkdir(parents=True, exist_ok=True)
+            # n_jobs: the harness gives the run that many cores (and BLAS/OpenMP threads).
             outcome = h.run_once(peer_python(job.impl), RUNNERS[job.impl], case_file,
-                                 job.method, job.params, out,
+                                 job.method, {**job.params, "n_jobs": args.threads}, out,
                                  timeout=min(args.timeout, job.timeout or args.timeout))
             if outcome.status == "ok":
                 print(f"{outcome.time_s:.2f} s, {outcome.peak_mb:.0f} MB", flush=True)
