@@ -409,6 +409,8 @@ def test_compare_command_writes_what_the_api_computes(tmp_path):
 
 
 NEW_OPTIONS = {
+    "augment": ["--data", "--candidates", "--id-column", "--method", "--model", "--top",
+                "--curve", "--out", "--n-jobs", "--quiet"],
     "compare": ["--data", "--target", "--noise", "--noise-kind", "--n-samples", "--train-size",
                 "--valid-size", "--test-size", "--impute", "--methods", "--model", "--metric",
                 "--seeds", "--param", "--fractions", "--lds", "--loo", "--keep-going", "--n-jobs",
@@ -518,3 +520,27 @@ def test_explain_and_value_with_gradient_tracing(tmp_path):
               tmp_path / "cmp", timeout=300)
     assert_ok(cmp)
     assert "lds" in cmp.stdout and "loo_pearson" in cmp.stdout
+
+
+def test_augment_ranks_a_candidates_file(tmp_path):
+    pytest.importorskip("torch")
+    ds = dv.load_dataset("digits", random_state=0)
+    raw = ds.raw_features(ds.x_test[:40])
+    y = ds.y_test[:40].copy()
+    y[:10] = (y[:10] + 1) % 10  # ten mislabeled candidates
+    np.savez(tmp_path / "pool.npz", X=raw, y=y, ids=np.array([f"c{i}" for i in range(40)]))
+    proc = run("augment", "--data", "digits", "--candidates", tmp_path / "pool.npz", "--top",
+               "3", "--curve", "--out", tmp_path / "aug")
+    assert_ok(proc)
+    assert "least useful" in proc.stdout and "candidate c" in proc.stdout
+    import pandas as pd
+
+    frame = pd.read_csv(tmp_path / "aug" / "candidates.csv")
+    assert len(frame) == 40 and set(frame["rank"]) == set(range(1, 41))
+    worst = frame.sort_values("rank")["id"].tail(10)
+    assert sum(int(w[1:]) < 10 for w in worst) >= 8  # the mislabeled ones rank last
+    bad = run("augment", "--data", "digits", "--candidates", tmp_path / "pool.npz", "--method",
+              "knn")
+    assert bad.returncode == 2 and "--method" in bad.stderr
+    missing = run("augment", "--data", "digits", "--candidates", tmp_path / "none.npz")
+    assert missing.returncode == 2 and "does not exist" in missing.stderr

@@ -28,6 +28,7 @@ from .influence.influence import InfluenceFunction
 from .influence.tracing import TRAK, GradCos, GradDot, TracIn
 from .models import MODELS, make_model
 from .registry import METHODS, make_valuator
+from .augment import addition_curve, value_candidates
 from .result import ValuationResult
 from .retrain import Retrain
 from .utility import METRICS, Utility
@@ -89,6 +90,8 @@ __all__ = [
     "GradCos",
     "TRAK",
     "Retrain",
+    "value_candidates",
+    "addition_curve",
     "Ratings",
     "load_ratings",
     "MatrixFactorization",

@@ -27,9 +27,10 @@ import sys
 
 from .. import __version__
 from ..exceptions import DatavalueError
-from . import actions, compare, demo, evaluate, explain, recommend, report, value
+from . import actions, augment, compare, demo, evaluate, explain, recommend, report, value
 from ._common import PROG, _file_error, _is_file_error, _one_line, _wrap
 from .actions import _cmd_clean, _cmd_fix
+from .augment import _cmd_augment
 from .compare import _cmd_compare
 from .demo import _cmd_demo
 from .evaluate import _cmd_evaluate
@@ -74,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     actions.add_fix_parser(sub, fmt).set_defaults(func=_cmd_fix)
     report.add_parser(sub, fmt).set_defaults(func=_cmd_report)
     explain.add_parser(sub, fmt).set_defaults(func=_cmd_explain)
+    augment.add_parser(sub, fmt).set_defaults(func=_cmd_augment)
     recommend.add_recommend_parser(sub, fmt).set_defaults(func=_cmd_recommend)
     recommend.add_unlearn_parser(sub, fmt).set_defaults(func=_cmd_unlearn)
     return parser

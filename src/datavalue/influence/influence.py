@@ -787,6 +787,25 @@ class InfluenceFunction(BaseEstimator):
             values[rows] = (g @ u).cpu().numpy() / self.n_train_
         return values
 
+    def candidate_influence(self, x_candidates: Any, y_candidates: Any, x_valid: Any,
+                            y_valid: Any = None, *, order: str = "first") -> np.ndarray:
+        """Value of examples that are *not* in the training set: the predicted decrease of the
+        total loss on ``(x_valid, y_valid)`` if each candidate were added and the model
+        retrained (Koh & Liang's ``I_up,loss`` with ``epsilon = +1/n``; see
+        :mod:`datavalue.influence.candidates`), shape ``(n_candidates,)``, positive = adding
+        it helps. For augmented, synthetic or newly labelled rows: rank them before training.
+
+        ``order="newton"``: one Newton step with the candidate's own curvature, validation
+        losses evaluated at the new parameters (linear models with one output score).
+        """
+        from .candidates import candidate_values
+
+        self._check_fitted()
+        _check_order(order)
+        if y_valid is None and not _is_torch_data(x_valid):
+            raise InvalidParameterError("'y_valid' is required with 'x_valid' as an array.")
+        return candidate_values(self, x_candidates, y_candidates, x_valid, y_valid, order=order)
+
     def self_influence(self, *, order: str = "first") -> np.ndarray:
         """``(1/n) grad L(z_i)^T (H + lambda I)^{-1} grad L(z_i)``: the predicted rise of each
         training point's own loss when it is removed, shape ``(n_train,)``. ``order="newton"``:
@@ -1017,6 +1036,12 @@ class _Measured:
                 "'measure' must return one value per example (shape (b,) for a batch of b); "
                 f"for one example it returned {getattr(value, 'shape', type(value).__name__)}.")
         return value.reshape(())
+
+
+def _is_torch_data(x: Any) -> bool:
+    from .examples import is_torch_data
+
+    return is_torch_data(x)
 
 
 def _check_order(order: Any) -> None:

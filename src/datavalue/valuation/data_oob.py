@@ -129,11 +129,15 @@ def _fit_chunk(
     n_draws: int,
     classification: bool,
     count_weights: bool,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    x_extra: np.ndarray | None = None,
+    y_extra: np.ndarray | None = None,
+) -> tuple[np.ndarray, ...]:
     """Fit one model per seed on its bootstrap, score it on its out-of-bag rows, and return the
-    per-point sum of scores, sum of squared scores and number of out-of-bag models.
+    per-point sum of scores, sum of squared scores and number of out-of-bag models (and, with
+    ``x_extra``, the sums of scores on those rows, which no bootstrap draws: every model is
+    out of bag for them).
 
-    Only these three length-n arrays leave the worker, never the models.
+    Only these length-n arrays leave the worker, never the models.
     """
     n = x.shape[0]
     total = np.zeros(n)
@@ -141,6 +145,8 @@ def _fit_chunk(
     count = np.zeros(n, dtype=np.int64)
     is_tree = isinstance(template, BaseDecisionTree)
     seed_keys = _random_state_keys(template)
+    extra = None if x_extra is None else np.zeros(x_extra.shape[0])
+    extra_sq = None if x_extra is None else np.zeros(x_extra.shape[0])
     for seed in seeds:
         in_bag, multiplicity = _bootstrap(seed, n, n_draws)
         oob = np.flatnonzero(multiplicity == 0)
@@ -157,17 +163,26 @@ def _fit_chunk(
             # One class drawn (tiny or very imbalanced data): most classifiers refuse to fit;
             # a model of one class predicts that class.
             pred = np.full(oob.size, y_bag[0])
+            model = None
         else:
             if is_tree:
                 model.fit(x[in_bag], y_bag, check_input=False)
             else:
                 model.fit(take_rows(x, in_bag), y_bag)
             pred = _predict(model, take_rows(x, oob))
+        if extra is not None:
+            pred_extra = (np.full(x_extra.shape[0], y_bag[0]) if model is None
+                          else _predict(model, x_extra))
+            score_extra = _scores(pred_extra, y_extra, classification)
+            extra += score_extra
+            extra_sq += score_extra * score_extra
         score = _scores(pred, y[oob], classification)
         # ``oob`` has no repeats, so plain fancy-index accumulation is exact.
         total[oob] += score
         total_sq[oob] += score * score
         count[oob] += 1
+    if extra is not None:
+        return total, total_sq, count, extra, extra_sq
     return total, total_sq, count
 
 
@@ -380,7 +395,8 @@ class DataOOB(Valuator):
         self.progress = progress
 
     # ------------------------------------------------------------------ fit
-    def fit(self, x_train: Any, y_train: Any, x_valid: Any = None, y_valid: Any = None) -> DataOOB:
+    def fit(self, x_train: Any, y_train: Any, x_valid: Any = None, y_valid: Any = None, *,
+            candidates: Any = None) -> DataOOB:
         """Compute the Data-OOB value of every training point.
 
         Parameters
@@ -389,6 +405,11 @@ class DataOOB(Valuator):
         y_train : array-like of shape (n_train,)
         x_valid, y_valid : array-like, optional
             Accepted for a uniform interface with the other methods, and ignored.
+        candidates : (x, y) or None
+            Examples that are not in the training set (augmentations, new rows) to value with
+            the same bootstrap models: bootstrap points that are never drawn, so every model is
+            out of bag for them. Their values (mean score of the models on their label) go to
+            ``candidate_values_`` and ``candidate_stderr_``, on the training values' scale.
 
         Returns
         -------
@@ -419,6 +440,9 @@ class DataOOB(Valuator):
             data = data.numeric(self.preprocessor, owner="DataOOB's default trees")
         classification = data.task == "classification"
         n = data.n_train
+        x_extra = y_extra = None
+        if candidates is not None:
+            x_extra, y_extra = self._check_candidates(candidates, data, estimator)
 
         if fitted:
             if self.n_estimators != 1000 or self.max_samples != 1.0:
@@ -438,12 +462,15 @@ class DataOOB(Valuator):
             # beyond float32's range (or so small it would round to 0) is first scaled by a
             # power of two: a tree's splits, hence its predictions, do not change under a
             # positive scaling of a column, and a power of two keeps the scaling exact.
-            x = (
-                np.ascontiguousarray(rescale_if_extreme(data.x_train, axis=0)[0],
-                                     dtype=np.float32)
-                if isinstance(estimator, BaseDecisionTree)
-                else data.x_train
-            )
+            is_tree = isinstance(estimator, BaseDecisionTree)
+            if is_tree:
+                scaled = rescale_if_extreme(data.x_train, *(() if x_extra is None
+                                                            else (x_extra,)), axis=0)
+                x = np.ascontiguousarray(scaled[0], dtype=np.float32)
+                if x_extra is not None:
+                    x_extra = np.ascontiguousarray(scaled[1], dtype=np.float32)
+            else:
+                x = data.x_train
             n_models = self.n_estimators
             n_draws = max(1, int(self.max_samples * n))
             seeds = spawn_seeds(self.random_state, n_models)
@@ -457,6 +484,8 @@ class DataOOB(Valuator):
                     n_draws,
                     classification,
                     count_weights,
+                    x_extra,
+                    y_extra,
                 )
                 for chunk in chunks
             )
@@ -467,14 +496,25 @@ class DataOOB(Valuator):
             total = np.zeros(n)
             total_sq = np.zeros(n)
             count = np.zeros(n, dtype=np.int64)
+            extra = extra_sq = None if x_extra is None else np.zeros(len(x_extra))
+            if x_extra is not None:
+                extra_sq = np.zeros(len(x_extra))
             with progress_bar(n_models, "Data-OOB", self.progress, unit="model") as bar:
                 parallel = Parallel(n_jobs=self.n_jobs, prefer=prefer, return_as="generator")
                 # Results arrive in chunk order, so the sums are the same for any n_jobs.
-                for chunk, (t, t_sq, c) in zip(chunks, parallel(tasks), strict=True):
-                    total += t
-                    total_sq += t_sq
-                    count += c
+                for chunk, part in zip(chunks, parallel(tasks), strict=True):
+                    total += part[0]
+                    total_sq += part[1]
+                    count += part[2]
+                    if extra is not None:
+                        extra += part[3]
+                        extra_sq += part[4]
                     bar.update(len(chunk))
+            if extra is not None:
+                k = float(n_models)
+                self.candidate_values_ = extra / k
+                var = np.maximum(extra_sq - extra * self.candidate_values_, 0.0) / max(k - 1, 1)
+                self.candidate_stderr_ = np.sqrt(var / k)
 
         values, stderr = self._summarise(total, total_sq, count)
         never = int(np.sum(count == 0))
@@ -495,6 +535,32 @@ class DataOOB(Valuator):
         return self
 
     # ------------------------------------------------------------------ pieces of fit
+    def _check_candidates(self, candidates: Any, data: Any, estimator: Any
+                          ) -> tuple[np.ndarray, np.ndarray]:
+        from .._validation import check_xy
+
+        if estimator is not None and hasattr(estimator, "estimators_"):
+            raise InvalidParameterError(
+                "'candidates' need models fitted here; 'model' is an already fitted ensemble.")
+        if not isinstance(candidates, tuple | list) or len(candidates) != 2:
+            raise InvalidParameterError(
+                "'candidates' must be a pair (x_candidates, y_candidates).")
+        xc, yc = check_xy(candidates[0], candidates[1], x_name="x_candidates",
+                          y_name="y_candidates")
+        if xc.shape[1] != data.x_train.shape[1]:
+            raise InvalidDataError(
+                f"'x_candidates' has {xc.shape[1]} features; the training data has "
+                f"{data.x_train.shape[1]} (after encoding). Give numeric candidates in the "
+                "training data's feature space.")
+        if data.task == "classification":
+            known = np.isin(yc, data.classes)
+            if not known.all():
+                raise InvalidDataError(
+                    f"'y_candidates' has labels absent from 'y_train': "
+                    f"{np.unique(yc[~known])[:5].tolist()}.")
+            yc = np.searchsorted(data.classes, yc)
+        return xc, yc
+
     def _task_of(self, estimator: Any) -> str | None:
         """The task set by ``task`` or implied by the estimator; they must agree."""
         implied = None

@@ -513,3 +513,58 @@ class KNNShapley(Valuator):
             extra={"n_valid": n_valid, "block_rows": chunk_rows},
         )
         return self
+
+
+def knn_shapley_candidates(x_train: Any, y_train: Any, x_valid: Any, y_valid: Any,
+                           x_candidates: Any, y_candidates: Any, *, n_neighbors: int = 10,
+                           batch_size: int = 256) -> np.ndarray:
+    """Exact KNN-Shapley value of each candidate if it alone were added to the training set.
+
+    For one validation point, with the ``N`` training points sorted by distance (``a_t =
+    1[y_t = y]`` at rank ``t``) and the candidate inserted at rank ``r`` (after the training
+    points at equal distance), Theorem 1 of Jia et al. (2019) unrolled over the ``N + 1``
+    points gives
+
+        s_c = (m_c - a_r) c_r + sum_{t=r}^{N} (a_t - a_{t+1}) c_{t+1},  c_j = min(K, j) / (K j),
+
+    with ``m_c = 1[y_c = y]`` and ``a_{N+1} = 0``: the suffix sums are computed once per
+    validation point and each candidate costs a binary search, so a pool of candidates costs
+    ``n_valid (N log N + M log N)``, not ``M`` runs of KNN-Shapley. Returns the mean over the
+    validation points, ``(n_candidates,)``; equal to :class:`KNNShapley`'s value of the
+    candidate on the training set plus that candidate (the tests check it). Euclidean
+    distance; classification labels.
+    """
+    from scipy.spatial.distance import cdist
+
+    from .._validation import check_xy
+
+    xt, yt = check_xy(x_train, y_train)
+    xv, yv = check_xy(x_valid, y_valid, x_name="x_valid", y_name="y_valid")
+    xc, yc = check_xy(x_candidates, y_candidates, x_name="x_candidates",
+                      y_name="y_candidates")
+    for name, x in (("x_valid", xv), ("x_candidates", xc)):
+        if x.shape[1] != xt.shape[1]:
+            raise InvalidDataError(
+                f"'{name}' has {x.shape[1]} features; 'x_train' has {xt.shape[1]}.")
+    if isinstance(n_neighbors, bool) or not isinstance(n_neighbors, int) or n_neighbors < 1:
+        raise InvalidDataError(f"'n_neighbors' must be an int >= 1; got {n_neighbors!r}.")
+    n, k = xt.shape[0], int(n_neighbors)
+    j = np.arange(1, n + 2)
+    coef = np.minimum(k, j) / (k * j)  # c_j, j = 1..N+1
+    values = np.zeros(xc.shape[0])
+    for start in range(0, xv.shape[0], batch_size):
+        v, yb = xv[start:start + batch_size], yv[start:start + batch_size]
+        dist = cdist(v, xt, "sqeuclidean")
+        order = np.argsort(dist, axis=1, kind="stable")
+        sorted_d = np.take_along_axis(dist, order, axis=1)
+        a = np.zeros((v.shape[0], n + 1))
+        a[:, :n] = yt[order] == yb[:, None]
+        term = (a[:, :n] - a[:, 1:]) * coef[1:n + 1]  # (a_t - a_{t+1}) c_{t+1}, t = 1..N
+        suffix = np.zeros((v.shape[0], n + 1))
+        suffix[:, :n] = np.cumsum(term[:, ::-1], axis=1)[:, ::-1]
+        dc = cdist(v, xc, "sqeuclidean")
+        match = (yc[None, :] == yb[:, None]).astype(np.float64)
+        for i in range(v.shape[0]):
+            r = np.searchsorted(sorted_d[i], dc[i], side="right")  # 0-based rank r - 1
+            values += (match[i] - a[i, r]) * coef[r] + suffix[i, r]
+    return values / xv.shape[0]
