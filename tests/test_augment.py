@@ -112,19 +112,28 @@ def _digits_pool(seed: int):
 
 @pytest.mark.slow
 def test_harmful_augmentations_rank_last_and_the_top_half_helps_most():
-    # Measured over 3 seeds (pools): AUC of "harmful" below "useful" 0.93-0.96 for influence;
-    # test accuracy adding the top half beats adding a random half and adding everything.
-    aucs, top, rand, every = [], [], [], []
+    # Three pools (seeds). Rankings: influence (on a logistic regression with C = 0.1: with
+    # C = 1, 650 parameters for 200 digits, first-order influence separates less, AUC ~0.80),
+    # KNN-Shapley and Data-OOB. Retrained model: logistic regression with C = 1. Measured:
+    # AUC 0.95-0.98 for every ranking; the top half beats a random half and the whole pool on
+    # every seed (test accuracy, means in the README).
+    results = {m: {"auc": [], "top": [], "random": [], "all": []}
+               for m in ("influence", "knn-shapley", "data-oob")}
     for seed in range(3):
         xt, yt, xc, yc, xv, yv, xs, ys, harmful = _digits_pool(seed)
-        model = LogisticRegression(C=1.0, max_iter=3000)
-        res = value_candidates(xt, yt, xc, yc, xv, yv, model=model)
-        aucs.append(roc_auc_score(harmful, -res.values))
-        curve = addition_curve(res.values, xt, yt, xc, yc, xs, ys, model=model,
-                               fractions=[0.5, 1.0], n_random=3, random_state=seed)
-        half = curve[curve["fraction"] == 0.5].set_index("order")["score"]
-        top.append(half["most_valuable_first"])
-        rand.append(half["random"])
-        every.append(float(curve[curve["fraction"] == 1.0]["score"].iloc[0]))
-    assert min(aucs) > 0.85, aucs
-    assert np.mean(top) > np.mean(rand) and np.mean(top) > np.mean(every), (top, rand, every)
+        for method, out in results.items():
+            res = value_candidates(xt, yt, xc, yc, xv, yv, method=method, n_estimators=200,
+                                   model=LogisticRegression(C=0.1, max_iter=3000)
+                                   if method == "influence" else None)
+            out["auc"].append(roc_auc_score(harmful, -res.values))
+            curve = addition_curve(res.values, xt, yt, xc, yc, xs, ys,
+                                   model=LogisticRegression(C=1.0, max_iter=3000),
+                                   fractions=[0.5, 1.0], n_random=3, random_state=seed)
+            half = curve[curve["fraction"] == 0.5].set_index("order")["score"]
+            out["top"].append(half["most_valuable_first"])
+            out["random"].append(half["random"])
+            out["all"].append(float(curve[curve["fraction"] == 1.0]["score"].iloc[0]))
+    for method, out in results.items():
+        assert min(out["auc"]) > 0.93, (method, out["auc"])
+        assert np.mean(out["top"]) > np.mean(out["random"]) + 0.01, (method, out)
+        assert np.mean(out["top"]) > np.mean(out["all"]) + 0.01, (method, out)
