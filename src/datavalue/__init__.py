@@ -15,6 +15,7 @@ __version__ = "0.1.0"
 
 from . import evaluate
 from .actions import clean, fix
+from .augment import addition_curve, value_candidates
 from .compare import compare
 from .data import BUILTIN_DATASETS, Dataset, corrupt_features, corrupt_labels, load_dataset
 from .exceptions import (
@@ -28,7 +29,6 @@ from .influence.influence import InfluenceFunction
 from .influence.tracing import TRAK, GradCos, GradDot, TracIn
 from .models import MODELS, make_model
 from .registry import METHODS, make_valuator
-from .augment import addition_curve, value_candidates
 from .result import ValuationResult
 from .retrain import Retrain
 from .utility import METRICS, Utility
