@@ -20,7 +20,6 @@ This module imports :mod:`torch` only when an influence is computed, so that
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
@@ -623,15 +622,7 @@ class InfluenceFunction(BaseEstimator):
         if out is not None:
             return compute(open_score_file(out, shape))
         if self.store_ is not None:
-            from .store import describe_callable
-
-            what = "" if measure is None else "-" + hashlib.sha256(
-                describe_callable(measure).encode()).hexdigest()[:12]
-            name = f"scores/influence{what}-{data.fingerprint()[:32]}.npy"
-            stored = self.store_.array(name)
-            if stored is None:
-                stored = self.store_.write_array(name, shape, compute)
-            return np.array(stored)
+            return self.store_.scores(shape, data.fingerprint(), compute, measure)
         return compute(None)
 
     def _newton_scores(self, x_test: Any, y_test: Any, out: Any) -> np.ndarray:

@@ -198,6 +198,19 @@ class InfluenceStore:
             w.write_text(SOLVER_INFO, json.dumps(solver.info_, default=_jsonable))
         self._after_write()
 
+    def scores(self, shape: tuple[int, int], queries: str, compute: Callable[[np.ndarray], Any],
+               measure: Any = None) -> np.ndarray:
+        """The score matrix of the query set with fingerprint ``queries`` (and ``measure``, a
+        callable or None for the loss): read if stored, else filled by ``compute`` and
+        stored."""
+        what = "" if measure is None else "-" + hashlib.sha256(
+            describe_callable(measure).encode()).hexdigest()[:12]
+        name = f"scores/influence{what}-{queries[:32]}.npy"
+        stored = self.array(name)
+        if stored is None:
+            stored = self.write_array(name, shape, compute)
+        return np.array(stored)
+
     # -- arrays -------------------------------------------------------------------------------
     def array(self, name: str) -> np.ndarray | None:
         """The stored ``.npy`` file ``name``, checked and memory-mapped read-only, or None."""

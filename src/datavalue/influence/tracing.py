@@ -387,15 +387,7 @@ class _Tracer(BaseEstimator):
 
         shape = (data.n, self.n_train_)
         if self.store_ is not None:
-            from .store import describe_callable
-
-            what = "" if measure is None else "-" + hashlib.sha256(
-                describe_callable(measure).encode()).hexdigest()[:12]
-            name = f"scores/influence{what}-{data.fingerprint()[:32]}.npy"
-            stored = self.store_.array(name)
-            if stored is None:
-                stored = self.store_.write_array(name, shape, compute)
-            return np.array(stored)
+            return self.store_.scores(shape, data.fingerprint(), compute, measure)
         return compute(np.empty(shape, dtype=np.float64))
 
     def self_influence(self) -> np.ndarray:
