@@ -31,10 +31,25 @@ from .checkpoint import load_checkpoint, save_checkpoint
 from .exceptions import InvalidDataError, InvalidParameterError
 from .parallel import effective_n_jobs, joblib_backend, parallel_map, progress_bar, spawn_seeds
 
-__all__ = ["Retrain", "SubsetOutputs", "LOOOutputs", "subset_outputs", "loo_outputs", "OUTPUTS"]
+__all__ = ["Retrain", "SubsetOutputs", "LOOOutputs", "subset_outputs", "loo_outputs", "OUTPUTS",
+           "reinitialized"]
 
 #: Outputs :class:`Retrain` records; ``goal`` says which direction is "better".
 OUTPUTS = {"loss": "minimize", "margin": "maximize"}
+
+
+def reinitialized(module: Any, seed: int) -> Any:
+    """A copy of a torch ``module`` whose parameters are drawn again under
+    ``torch.manual_seed(seed)`` (every submodule's ``reset_parameters``), then the seed is left
+    set for the training that follows (its shuffling)."""
+    import torch
+
+    fresh = copy.deepcopy(module)
+    torch.manual_seed(seed)
+    for m in fresh.modules():
+        if callable(getattr(m, "reset_parameters", None)):
+            m.reset_parameters()
+    return fresh
 
 
 def _hash_array(h: Any, a: Any) -> None:
@@ -176,14 +191,8 @@ class Retrain:
         return out
 
     def _fit_torch(self, idx: np.ndarray, seed: int) -> Any:
-        import torch
-
-        module = copy.deepcopy(self.model)
-        torch.manual_seed(seed)
-        for m in module.modules():
-            if callable(getattr(m, "reset_parameters", None)):
-                m.reset_parameters()
-        fitted = self.train_fn(module, self.x_train[idx], self.y_train[idx])
+        fitted = self.train_fn(reinitialized(self.model, seed), self.x_train[idx],
+                               self.y_train[idx])
         if not is_torch_module(fitted):
             raise InvalidParameterError(
                 f"'train_fn' must return the trained module; it returned "

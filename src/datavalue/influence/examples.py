@@ -24,7 +24,8 @@ import numpy as np
 
 from ..exceptions import InvalidDataError, InvalidParameterError
 
-__all__ = ["is_torch_data", "Examples", "TensorExamples", "StreamedExamples", "gather_examples"]
+__all__ = ["is_torch_data", "Examples", "TensorExamples", "StreamedExamples", "gather_examples",
+           "check_examples_args", "model_examples"]
 
 #: Keys tried, in order, for the inputs and the targets of a dict batch.
 INPUT_KEYS = ("x", "input", "inputs", "image", "images", "features", "pixel_values")
@@ -353,3 +354,37 @@ def gather_examples(data: Any, batch_fn: Callable | None, name: str) -> tuple[An
     except RuntimeError as exc:
         raise InvalidDataError(f"The batches of '{name}' do not stack into one tensor of inputs "
                                f"and one of targets: {exc}") from exc
+
+
+def check_examples_args(x: Any, y: Any, x_name: str, y_name: str) -> tuple[Any, Any]:
+    """``(x, y)`` as given (``y`` None for a torch Dataset / DataLoader, which holds the
+    targets), checked: the one rule of every estimator that takes examples."""
+    if is_torch_data(x):
+        if y is not None:
+            raise InvalidParameterError(
+                f"'{x_name}' is a torch Dataset/DataLoader, which holds the targets: leave "
+                f"'{y_name}' out (None).")
+        return x, None
+    if y is None:
+        raise InvalidParameterError(
+            f"'{y_name}' is required when '{x_name}' is an array or tensor (give a torch "
+            "Dataset or DataLoader to pass both at once).")
+    return x, y
+
+
+def model_examples(model: Any, x: Any, y: Any, x_name: str, y_name: str, *,
+                   batch_fn: Callable | None, batch_size: int,
+                   pipeline_input: Any = None) -> Examples:
+    """:class:`Examples` for a wrapped ``model``: a torch Dataset / DataLoader is streamed for a
+    torch module (read again on every pass, one block in memory) and gathered for a
+    scikit-learn model, whose inputs are arrays (passed through ``pipeline_input``'s fitted
+    preprocessing for a Pipeline); arrays and tensors are validated once."""
+    if is_torch_data(x):
+        if model.kind == "torch":
+            return StreamedExamples(
+                x, batch_fn, lambda a, b: model.prepare(a, b, x_name, y_name), x_name,
+                loader_batch_size=batch_size)
+        x, y = (t.numpy() for t in gather_examples(x, batch_fn, x_name))
+    if pipeline_input is not None:
+        x = pipeline_input.transform(x, x_name)
+    return TensorExamples(*model.prepare(x, y, x_name, y_name))

@@ -281,38 +281,12 @@ class InfluenceFunction(BaseEstimator):
             )
         return make_solver(self.solver, **(self.solver_options or {}))
 
-    def _raw_examples(self, x: Any, y: Any, x_name: str, y_name: str) -> tuple[Any, Any]:
-        """``(x, y)`` as given (``y`` None for a torch Dataset / DataLoader), checked."""
-        from .examples import is_torch_data
-
-        if is_torch_data(x):
-            if y is not None:
-                raise InvalidParameterError(
-                    f"'{x_name}' is a torch Dataset/DataLoader, which holds the targets: leave "
-                    f"'{y_name}' out (None).")
-            return x, None
-        if y is None:
-            raise InvalidParameterError(
-                f"'{y_name}' is required when '{x_name}' is an array or tensor (give a torch "
-                "Dataset or DataLoader to pass both at once).")
-        return x, y
-
     def _to_examples(self, model: Any, x: Any, y: Any, x_name: str, y_name: str):
-        """:class:`Examples` for ``model``: a torch Dataset / DataLoader is streamed for a torch
-        module (read again on every pass, one block in memory) and gathered for a scikit-learn
-        model, whose inputs are arrays; arrays and tensors are validated once."""
-        from .examples import StreamedExamples, TensorExamples, gather_examples, is_torch_data
+        from .examples import model_examples
 
-        if is_torch_data(x):
-            if model.kind == "torch":
-                return StreamedExamples(
-                    x, self.batch_fn, lambda a, b: model.prepare(a, b, x_name, y_name), x_name,
-                    loader_batch_size=self.batch_size)
-            x, y = gather_examples(x, self.batch_fn, x_name)
-            x, y = x.numpy(), y.numpy()
-        if getattr(self, "pipeline_input_", None) is not None:
-            x = self.pipeline_input_.transform(x, x_name)
-        return TensorExamples(*model.prepare(x, y, x_name, y_name))
+        return model_examples(model, x, y, x_name, y_name, batch_fn=self.batch_fn,
+                              batch_size=self.batch_size,
+                              pipeline_input=getattr(self, "pipeline_input_", None))
 
     def fit(self, x_train: Any, y_train: Any = None) -> InfluenceFunction:
         """Wrap the model, build the Hessian operator of its training objective on
@@ -332,7 +306,9 @@ class InfluenceFunction(BaseEstimator):
         validate_params(
             type(self).__name__, self.get_params(deep=False), self._parameter_constraints
         )
-        x_train, y_train = self._raw_examples(x_train, y_train, "x_train", "y_train")
+        from .examples import check_examples_args
+
+        x_train, y_train = check_examples_args(x_train, y_train, "x_train", "y_train")
         dtype = _resolve_dtype(self.dtype)
         solver = self._make_solver()
         x_np = y_np = None
@@ -488,7 +464,9 @@ class InfluenceFunction(BaseEstimator):
     def _prepare(self, x: Any, y: Any, x_name: str = "x_test", y_name: str = "y_test"):
         """Query examples as :class:`~datavalue.influence.examples.Examples`."""
         self._check_fitted()
-        x, y = self._raw_examples(x, y, x_name, y_name)
+        from .examples import check_examples_args
+
+        x, y = check_examples_args(x, y, x_name, y_name)
         return self._to_examples(self.model_, x, y, x_name, y_name)
 
     def _indices(self, indices: Any, name: str = "indices", *, as_set: bool = True) -> np.ndarray:

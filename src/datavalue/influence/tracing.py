@@ -176,19 +176,11 @@ class _Tracer(BaseEstimator):
 
     def _wrap(self, models: list[Any], x_train: Any, y_train: Any) -> tuple[list[Any], Any]:
         from .._validation import check_xy
-        from .examples import gather_examples, is_torch_data
+        from .examples import check_examples_args, gather_examples, is_torch_data
         from .model import wrap_model
 
         dtype = _resolve_dtype(self.dtype)
-        if is_torch_data(x_train):
-            if y_train is not None:
-                raise InvalidParameterError(
-                    "'x_train' is a torch Dataset/DataLoader, which holds the targets: leave "
-                    "'y_train' out (None).")
-        elif y_train is None:
-            raise InvalidParameterError(
-                "'y_train' is required when 'x_train' is an array or tensor (give a torch "
-                "Dataset or DataLoader to pass both at once).")
+        x_train, y_train = check_examples_args(x_train, y_train, "x_train", "y_train")
         loss = self._loss()
         if _is_module(models[0]):
             wrapped = [wrap_model(m, loss, params=self.params, dtype=dtype, device=self.device)
@@ -219,28 +211,16 @@ class _Tracer(BaseEstimator):
         return self.loss
 
     def _examples(self, model: Any, x: Any, y: Any, x_name: str, y_name: str):
-        from .examples import StreamedExamples, TensorExamples, gather_examples, is_torch_data
+        from .examples import model_examples
 
-        if is_torch_data(x):
-            if model.kind == "torch":
-                return StreamedExamples(
-                    x, self.batch_fn, lambda a, b: model.prepare(a, b, x_name, y_name), x_name,
-                    loader_batch_size=self.batch_size)
-            x, y = (t.numpy() for t in gather_examples(x, self.batch_fn, x_name))
-        return TensorExamples(*model.prepare(x, y, x_name, y_name))
+        return model_examples(model, x, y, x_name, y_name, batch_fn=self.batch_fn,
+                              batch_size=self.batch_size)
 
     def _prepare(self, x: Any, y: Any, x_name: str = "x_test", y_name: str = "y_test"):
-        from .examples import is_torch_data
+        from .examples import check_examples_args
 
         self._check_fitted()
-        if is_torch_data(x):
-            if y is not None:
-                raise InvalidParameterError(
-                    f"'{x_name}' is a torch Dataset/DataLoader, which holds the targets: leave "
-                    f"'{y_name}' out (None).")
-        elif y is None:
-            raise InvalidParameterError(
-                f"'{y_name}' is required when '{x_name}' is an array or tensor.")
+        x, y = check_examples_args(x, y, x_name, y_name)
         return self._examples(self.models_[0], x, y, x_name, y_name)
 
     def _check_fitted(self) -> None:

@@ -9,7 +9,6 @@ gradients onto themselves), which needs no validation data.
 
 from __future__ import annotations
 
-import copy
 import time
 from typing import Any, ClassVar
 
@@ -38,7 +37,7 @@ class _TracingValuator(Valuator):
     def _fit_models(self, data: Any, n_models: int, fraction: float) -> list[Any]:
         """``n_models`` models trained on the training split (random subsets of ``fraction``
         of it, one seed per model; a torch module re-initialised from that seed)."""
-        import torch
+        from ..retrain import reinitialized
 
         seeds = spawn_seeds(self.random_state, n_models)
         models = []
@@ -56,11 +55,7 @@ class _TracingValuator(Valuator):
                             "to train them.")
                     models.append(self.model)
                     continue
-                module = copy.deepcopy(self.model)
-                torch.manual_seed(seed)
-                for m in module.modules():
-                    if callable(getattr(m, "reset_parameters", None)):
-                        m.reset_parameters()
+                module = reinitialized(self.model, seed)
                 if data.task == "classification":
                     y = y.astype(np.int64)
                 module = self.train_fn(module, x, y)
