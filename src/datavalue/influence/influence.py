@@ -994,15 +994,15 @@ class _Measured:
     """The query side of a score with ``measure`` in place of the loss: what
     :func:`~datavalue.influence.gradients.iter_gradient_blocks` differentiates per example."""
 
-    def __init__(self, model: Any, measure: Any) -> None:
-        self.model, self.measure = model, measure
+    def __init__(self, model: Any, measure: Any, name: str = "measure") -> None:
+        self.model, self.measure, self.name = model, measure, name
         self.layout, self.params = model.layout, model.params
 
     def example_loss(self, params: Any, x: Any, y: Any) -> Any:
         value = self.measure(self.model.forward(params, x.unsqueeze(0)), y.unsqueeze(0))
         if not hasattr(value, "reshape") or value.numel() != 1:
             raise InvalidParameterError(
-                "'measure' must return one value per example (shape (b,) for a batch of b); "
+                f"'{self.name}' must return one value per example (shape (b,) for a batch of b); "
                 f"for one example it returned {getattr(value, 'shape', type(value).__name__)}.")
         return value.reshape(())
 

@@ -46,7 +46,7 @@ from sklearn.exceptions import NotFittedError
 from .._validation import Interval, Options, validate_params
 from ..exceptions import InvalidParameterError
 from ..parallel import progress_bar
-from .influence import TopK, _resolve_dtype, margin
+from .influence import TopK, _Measured, _resolve_dtype, margin
 
 __all__ = ["TracIn", "GradDot", "GradCos", "TRAK"]
 
@@ -62,29 +62,6 @@ def margin_loss(outputs: Any, targets: Any) -> Any:
     classes ``p_y = sigmoid(f_y - logsumexp_{k != y} f_k)`` exactly; for one logit, the binary
     cross-entropy). The loss TRAK's ``Q = 1 - p`` weights refer to."""
     return _torch().nn.functional.softplus(-margin(outputs, targets))
-
-
-class _Output:
-    """The per-example function a tracer differentiates: the model's loss, or a measurement
-    ``fn(outputs, targets) -> (b,)`` (TRAK's margin), as :func:`iter_gradient_blocks` wants it."""
-
-    def __init__(self, model: Any, fn: Any = None) -> None:
-        self.model, self.fn = model, fn
-        self.layout, self.params = model.layout, model.params
-
-    def example_loss(self, params: Any, x: Any, y: Any) -> Any:
-        if self.fn is None:
-            return self.model.example_loss(params, x, y)
-        value = self.fn(self.model.forward(params, x.unsqueeze(0)), y.unsqueeze(0))
-        if not hasattr(value, "reshape") or value.numel() != 1:
-            raise InvalidParameterError(
-                "the measured output must be one value per example (shape (b,) for a batch of "
-                f"b); for one example it gave {getattr(value, 'shape', type(value).__name__)}.")
-        return value.reshape(())
-
-    def values(self, x: Any, y: Any) -> Any:
-        out = self.model.forward(self.model.params, x)
-        return self.model.loss(out, y) if self.fn is None else self.fn(out, y)
 
 
 class _Tracer(BaseEstimator):
@@ -104,6 +81,8 @@ class _Tracer(BaseEstimator):
         "store": [str, os.PathLike, None],
     }
     _method: ClassVar[str] = ""
+    #: The argument named when a measured output is not one value per example.
+    _output_name: ClassVar[str] = "measure"
 
     # -- subclass hooks -----------------------------------------------------------------------
     def _model_list(self) -> list[Any]:
@@ -235,7 +214,9 @@ class _Tracer(BaseEstimator):
         gradients of ``fns[s]`` under every model ``s``."""
         from torch.func import grad, vmap
 
-        sides = [_Output(m, fn) for m, fn in zip(self.models_, fns, strict=True)]
+        # The loss itself, or a measured output (TRAK's margin, a user's measure).
+        sides = [m if fn is None else _Measured(m, fn, self._output_name)
+                 for m, fn in zip(self.models_, fns, strict=True)]
         grads = [vmap(grad(side.example_loss), in_dims=(None, 0, 0)) for side in sides]
         torch = _torch()
         bar = progress_bar(-(-data.n // self.batch_size), desc, self.progress, unit="block")
@@ -645,6 +626,7 @@ class TRAK(_Tracer):
     """
 
     _method = "trak"
+    _output_name = "output"
     _parameter_constraints: ClassVar[dict[str, list]] = {
         **_Tracer._parameter_constraints,
         "output": ["callable", None],
