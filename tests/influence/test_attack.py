@@ -85,3 +85,99 @@ def test_attack_rejects_bad_settings(ones_sevens):
         training_set_attack(model, x, y, xs[0], ys[0], n_train=0)
     with pytest.raises(InvalidParameterError, match="refit"):
         training_set_attack(model, x, y, xs[0], ys[0], refit=lambda m, a, b: m)
+
+
+# ---------------------------------------------------------------------------- torch networks
+@pytest.fixture(scope="module")
+def small_net(ones_sevens):
+    import torch
+    from torch import nn
+
+    from datavalue.influence.attack import warm_refit
+
+    x, y, xs, ys = ones_sevens
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(64, 6), nn.Tanh(), nn.Linear(6, 2)).double()
+    loss = nn.CrossEntropyLoss(reduction="none")
+    net = warm_refit(loss, weight_decay=1e-2, max_iter=1000)(net, x, y)
+    return net, loss
+
+
+def _objective_grad(net, loss, x, y, wd):
+    import torch
+
+    net.zero_grad()
+    value = loss(net(torch.as_tensor(x)), torch.as_tensor(y)).mean()
+    value = value + 0.5 * wd * sum((p * p).sum() for p in net.parameters())
+    value.backward()
+    return max(float(p.grad.abs().max()) for p in net.parameters())
+
+
+def test_torch_attack_warm_refit_is_a_refit_and_first_order_predicts_the_step(ones_sevens,
+                                                                              small_net):
+    import torch
+
+    from datavalue.influence.attack import random_perturbation, warm_refit
+
+    x, y, xs, ys = ones_sevens
+    net, loss = small_net
+    wd = 1e-2
+    with torch.no_grad():
+        out = net(torch.as_tensor(xs))
+    correct = np.flatnonzero(out.argmax(1).numpy() == ys)
+    margin = (out[:, 1] - out[:, 0]).abs().numpy()[correct]
+    t = int(correct[np.argsort(margin)[1]])  # the second closest call: flipped in 3 steps
+    refit = warm_refit(loss, weight_decay=wd, max_iter=200)
+    kw = dict(n_train=5, epsilon=0.25, bounds=(0.0, 1.0), loss=loss, refit=refit)
+    inf = dv.InfluenceFunction(net, loss, damping=wd, hessian="exact", progress=False).fit(x, y)
+    res = training_set_attack(net, x, y, xs[t], ys[t], step=0.05, max_steps=20, damping=wd,
+                              **kw)
+    assert res.flipped and res.steps >= 2 and res.predictions[-1] != ys[t]
+    assert np.all(np.abs(res.x_perturbed - res.x_original) <= 0.25 + 1e-12)
+    assert np.all((res.x_perturbed >= 0) & (res.x_perturbed <= 1))
+    modified = x.copy()
+    modified[res.train_indices] = res.x_perturbed
+    # the warm start ends at a stationary point of the perturbed objective (L-BFGS tolerance)
+    assert _objective_grad(res.model, loss, modified, y, wd) < 1e-6
+    # I_pert,loss of the attacked rows (exact Hessian + weight decay, the re-fit's objective)
+    # against central differences of warm re-fits along its sign (h = 1e-3, L-BFGS to 1e-12):
+    # rtol 1e-3 (measured 6e-5; InfluenceFunction's default Gauss-Newton curvature is 10% off).
+    g = inf.perturbation_influence(xs[[t]], ys[[t]], res.train_indices)[0]
+    tight = warm_refit(loss, weight_decay=wd, max_iter=500, tolerance=1e-12)
+    moved = []
+    for sign in (1, -1):
+        xp = x.copy()
+        xp[res.train_indices] += sign * 1e-3 * np.sign(g)
+        with torch.no_grad():
+            moved.append(float(loss(tight(net, xp, y)(torch.as_tensor(xs[[t]])),
+                                    torch.as_tensor(ys[[t]]))[0]))
+    np.testing.assert_allclose((moved[0] - moved[1]) / 2, 1e-3 * np.abs(g).sum(), rtol=1e-3)
+    base = random_perturbation(net, x, y, xs[t], ys[t], random_state=0, **kw)
+    assert not base.flipped and base.steps == 1
+    assert abs(base.test_loss[1] - base.test_loss[0]) < 0.1 * (res.test_loss[-1]
+                                                               - res.test_loss[0])
+
+
+def test_per_feature_box_and_misclassified_target(ones_sevens):
+    from datavalue.exceptions import InvalidDataError
+    from datavalue.influence.attack import random_perturbation
+
+    x, y, xs, ys = ones_sevens
+    model = LogisticRegression(C=1.0, max_iter=5000).fit(x, y)
+    eps = np.linspace(0.05, 0.3, 64)  # standardized features have one radius each
+    res = random_perturbation(model, x, y, xs[0], ys[0], n_train=10, epsilon=eps,
+                              bounds=(np.zeros(64), np.ones(64)), random_state=3)
+    delta = np.abs(res.x_perturbed - res.x_original)
+    assert np.all(delta <= eps + 1e-12) and np.any(np.isclose(delta, eps[None, :]))
+    again = random_perturbation(model, x, y, xs[0], ys[0], n_train=10, epsilon=eps,
+                                bounds=(0, 1), random_state=3)
+    np.testing.assert_array_equal(again.x_perturbed, res.x_perturbed)
+    other = 1 - model.predict(xs[[0]])[0]  # the label the model does not predict
+    with pytest.raises(InvalidDataError, match="already misclassifies"):
+        training_set_attack(model, x, y, xs[0], other)
+    with pytest.raises(InvalidParameterError, match="epsilon"):
+        training_set_attack(model, x, y, xs[0], ys[0], epsilon=np.ones(3))
+    with pytest.raises(InvalidDataError, match="bounds"):
+        training_set_attack(model, x, y, xs[0], ys[0], bounds=(0.0, 0.5))
+    with pytest.raises(InvalidDataError, match="x_target"):
+        training_set_attack(model, x, y, xs[0, :10], ys[0])
