@@ -249,6 +249,8 @@ OPTIONS = {
     ],
     "demo": ["--out", "--data", "--n-estimators", "--n-jobs", "--quiet"],
     "evaluate": ["DIR", "--model", "--metric", "--fractions", "--n-jobs", "--quiet"],
+    "attack": ["--data", "--test-index", "--n-train", "--epsilon", "--max-steps", "--model",
+               "--show", "--out", "--seed", "--quiet"],
 }  # fmt: skip
 
 

@@ -185,10 +185,13 @@ class _TopFromScores:
 _SHADES = " .:-=+*#%@"
 
 
-def ascii_image(pixels: np.ndarray, shape: tuple[int, ...]) -> list[str]:
-    """Rows of characters drawing a grey-level image (darker = higher value)."""
+def ascii_image(pixels: np.ndarray, shape: tuple[int, ...],
+                value_range: tuple[float, float] | None = None) -> list[str]:
+    """Rows of characters drawing a grey-level image (darker = higher value), scaled to its own
+    range or to ``value_range`` (the same for images compared side by side)."""
     img = np.asarray(pixels, dtype=np.float64).reshape(shape)
-    lo, hi = float(img.min()), float(img.max())
+    lo, hi = (float(img.min()), float(img.max())) if value_range is None else value_range
+    img = np.clip(img, lo, hi)
     scaled = np.zeros_like(img) if hi <= lo else (img - lo) / (hi - lo)
     idx = np.minimum((scaled * len(_SHADES)).astype(int), len(_SHADES) - 1)
     return ["".join(_SHADES[i] * 2 for i in row) for row in idx]

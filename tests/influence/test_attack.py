@@ -3,6 +3,9 @@ loss, stays in its box, re-fits exactly, and beats random perturbations of the s
 
 from __future__ import annotations
 
+import json
+import re
+
 import numpy as np
 import pytest
 from sklearn.base import clone
@@ -181,3 +184,68 @@ def test_per_feature_box_and_misclassified_target(ones_sevens):
         training_set_attack(model, x, y, xs[0], ys[0], bounds=(0.0, 0.5))
     with pytest.raises(InvalidDataError, match="x_target"):
         training_set_attack(model, x, y, xs[0, :10], ys[0])
+
+
+# ---------------------------------------------------------------------------- command line
+def _run(*args):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "datavalue", *map(str, args)],
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_attack_command_flips_draws_and_saves(tmp_path):
+    # digits test row 6 (id 43): two training digits moved by at most 2 of 16 grey levels flip
+    # the logistic regression's prediction after one step; random rows do not.
+    out = tmp_path / "atk"
+    proc = _run("attack", "--data", "digits", "--test-index", 6, "--n-train", "2,5",
+                "--max-steps", 3, "--show", 2, "--out", out)
+    assert proc.returncode == 0, proc.stderr
+    assert "Target: test #43" in proc.stdout
+    lines = [line for line in proc.stdout.splitlines() if re.match(r"\s+[25]  ", line)]
+    assert len(lines) == 2 and all("FLIPPED" in line for line in lines), proc.stdout
+    assert all("not flipped, loss" in line for line in lines)  # the random baseline
+    assert proc.stdout.count("original | perturbed") == 4  # two pairs drawn per count
+    doc = json.loads((out / "attack.json").read_text())
+    ds = dv.Dataset.load(out / "dataset.npz")
+    for run in doc["runs"]:
+        for kind in ("attack", "random"):
+            r = run[kind]
+            assert len(r["row_ids"]) == run["n_train"]
+            assert r["row_ids"] == ds.ids_train[r["train_indices"]].tolist()
+            before = ds.raw_features(np.asarray(r["x_original"]))
+            after = ds.raw_features(np.asarray(r["x_perturbed"]))
+            assert np.all(np.abs(after - before) <= 2 + 1e-9)  # 0.125 of 16 grey levels
+            assert after.min() >= -1e-9 and after.max() <= 16 + 1e-9
+            np.testing.assert_allclose(before, ds.raw_features(ds.x_train[r["train_indices"]]))
+        assert run["attack"]["flipped"] and not run["random"]["flipped"]
+        assert run["attack"]["test_loss"][-1] > run["attack"]["test_loss"][0]
+    report = _run("report", out)
+    assert report.returncode == 0, report.stderr
+    page = (out / "report.html").read_text()
+    assert "Training-set attack on test #43" in page
+    assert page.count("<img ") == 1 + 2 * (2 + 5)  # the target + every original/perturbed pair
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--n-train", "0,2"], "--n-train must be"),
+    (["--model", "forest"], "Unknown model 'forest'"),
+    (["--epsilon", "0"], "--epsilon must be"),
+    (["--test-index", "93"], "already misclassifies"),
+    (["--test-index", "9999"], "--test-index must be"),
+])
+def test_attack_command_errors_are_one_line(args, message, tmp_path):
+    base = {"--test-index": "6"}
+    argv = ["attack", "--data", "digits", "--max-steps", "1", "--n-train", "1"]
+    flags = dict(base)
+    flags.update(dict(zip(args[::2], args[1::2], strict=True)))
+    for key, value in flags.items():
+        if key in argv:
+            argv[argv.index(key) + 1] = value
+        else:
+            argv += [key, value]
+    proc = _run(*argv)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr and message in proc.stderr, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1

@@ -58,3 +58,15 @@ def explain_folder(tmp_path_factory) -> Path:
     ds = dv.load_dataset("digits", noise_rate=0.1, random_state=0, n_samples=400)
     save_explanations(out, ds, [explain(ds, i, k=4) for i in (0, 5)])
     return out
+
+
+@pytest.fixture(scope="session")
+def attack_folder(tmp_path_factory) -> Path:
+    """``datavalue attack`` on digits test row 6 (two rows moved, flipped in one step)."""
+    pytest.importorskip("torch", reason="the attack uses influence functions (torch extra)")
+    from datavalue import cli
+
+    out = tmp_path_factory.mktemp("report") / "attack"
+    assert cli.main(["attack", "--data", "digits", "--test-index", "6", "--n-train", "1,2",
+                     "--max-steps", "2", "--quiet", "--out", str(out)]) == 0
+    return out

@@ -213,3 +213,11 @@ def test_recommendation_and_unlearning_views_read_on_a_phone(shared_data, tmp_pa
         result = _probe_in_frame(report, tmp_path, 390)
         assert result["scroll_width"] <= result["client_width"], (folder, "scrolls sideways")
         assert result["broken_tokens"] == [], folder
+
+
+def test_attack_report_draws_every_pair(attack_folder, tmp_path):
+    report = build_report(attack_folder)
+    result = _probe(report, tmp_path, 700)
+    assert result["n_images"] == 1 + 2 * (1 + 2)  # the target + original/perturbed pairs
+    assert result["broken"] == [] and result["n_tables"] >= 1
+    assert result["scroll_width"] <= result["client_width"], "the page scrolls sideways"

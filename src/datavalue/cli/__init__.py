@@ -12,6 +12,7 @@ guided demo.
     datavalue compare --data breast_cancer --methods data-oob,knn-shapley,loo --out results/cmp
     datavalue recommend --data movielens --user 15 --explain  # "because you rated ..."
     datavalue unlearn --data movielens --user 15 --out unl    # remove a user's ratings
+    datavalue attack --data digits --test-index 3 --n-train 1,2,5,10  # training-set attack
 
 Methods and models come from the registries :data:`datavalue.METHODS` and
 :data:`datavalue.MODELS`, so a new method is on the command line as soon as it is registered.
@@ -27,9 +28,10 @@ import sys
 
 from .. import __version__
 from ..exceptions import DatavalueError
-from . import actions, augment, compare, demo, evaluate, explain, recommend, report, value
+from . import actions, attack, augment, compare, demo, evaluate, explain, recommend, report, value
 from ._common import PROG, _file_error, _is_file_error, _one_line, _wrap
 from .actions import _cmd_clean, _cmd_fix
+from .attack import _cmd_attack
 from .augment import _cmd_augment
 from .compare import _cmd_compare
 from .demo import _cmd_demo
@@ -76,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_parser(sub, fmt).set_defaults(func=_cmd_report)
     explain.add_parser(sub, fmt).set_defaults(func=_cmd_explain)
     augment.add_parser(sub, fmt).set_defaults(func=_cmd_augment)
+    attack.add_parser(sub, fmt).set_defaults(func=_cmd_attack)
     recommend.add_recommend_parser(sub, fmt).set_defaults(func=_cmd_recommend)
     recommend.add_unlearn_parser(sub, fmt).set_defaults(func=_cmd_unlearn)
     return parser

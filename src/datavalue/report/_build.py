@@ -375,6 +375,63 @@ def _unlearn_sections(d: Path) -> list[Section]:
     return [("unlearn", "Unlearning: ratings removed without retraining", body)]
 
 
+def _attack_sections(d: Path, k: int) -> list[Section]:
+    """A training-set attack (``datavalue attack``): per count of moved examples, whether the
+    prediction flipped (and for the random baseline), and each moved training example before
+    and after, side by side."""
+    doc = _read_json(d / "attack.json")
+    ds = Dataset.load(d / "dataset.npz")
+    t = int(doc["test_index"])
+    if not 0 <= t < ds.n_test:
+        raise InvalidDataError(
+            f"attack.json names test row {t}; the dataset.npz beside it has {ds.n_test}.")
+    label = ds.label_name(doc["test_label"])
+    rows = []
+    for run in doc["runs"]:
+        a, b = run["attack"], run["random"]
+        rows.append([run["n_train"],
+                     f"flipped to {ds.label_name(a['predictions'][-1])}" if a["flipped"]
+                     else "not flipped", a["steps"], f"{a['test_loss'][0]:.3g} → "
+                     f"{a['test_loss'][-1]:.3g}", f"{a['seconds']:.1f}",
+                     f"flipped to {ds.label_name(b['predictions'][-1])}" if b["flipped"]
+                     else "not flipped", f"{b['test_loss'][-1]:.3g}"])
+    parts = [f"<p>Koh &amp; Liang (2017, Sec. 5.2): the training inputs whose gradient of this "
+             f"test loss (I<sub>pert,loss</sub>) is largest are moved by signed steps, each "
+             f"value by at most {float(doc['epsilon_fraction']):g} of its range, the model "
+             f"(<b>{h.esc(doc['model'])}</b>) re-fitted after every step, until the prediction "
+             "flips. Baseline: as many random rows, moved by random signs of the same size.</p>",
+             h.table(["moved", "attack", "steps", "test loss", "seconds", "random rows",
+                      "random: test loss"], rows)]
+    image = is_image(ds)
+    if image:
+        parts.append(cards(ds, ds.x_test[[t]], [[f"test #{doc['test_id']}", f"label {label}"]],
+                           query=[True], alt="target"))
+    for run in doc["runs"]:
+        a = run["attack"]
+        x0, x1 = np.asarray(a["x_original"]), np.asarray(a["x_perturbed"])
+        shown = min(k, len(x0))
+        title = (f"{run['n_train']} moved: {'flipped' if a['flipped'] else 'not flipped'} "
+                 f"after {a['steps']} step(s)")
+        both = np.empty((2 * shown, x0.shape[1]))
+        both[0::2], both[1::2] = x0[:shown], x1[:shown]
+        if image:
+            caps = []
+            for j in range(shown):
+                head = f"#{a['row_ids'][j]} label {ds.label_name(a['labels'][j])}"
+                caps += [[head, "original"], [head, "perturbed"]]
+            body = cards(ds, both, caps, flags=[j % 2 == 1 for j in range(2 * shown)],
+                         alt="attacked example")
+        else:
+            body = rows_table(ds, both, {
+                "row": [a["row_ids"][j // 2] for j in range(2 * shown)],
+                "version": ["original", "perturbed"] * shown})
+        more = (f"<p class='muted'>{len(x0) - shown} more in attack.json.</p>"
+                if len(x0) > shown else "")
+        parts.append(f'<div class="group"><h3>{h.esc(title)}</h3>{body}{more}</div>')
+    return [("attack", f"Training-set attack on test #{h.esc(str(doc['test_id']))}",
+             "".join(parts))]
+
+
 # ---------------------------------------------------------------------------- entry point
 def build_report(
     directory: str | os.PathLike,
@@ -438,12 +495,15 @@ def build_report(
     if (d / "unlearning.json").is_file():
         sections += _unlearn_sections(d)
         kinds.append("unlearning")
+    if (d / "attack.json").is_file() and (d / "dataset.npz").is_file():
+        sections += _attack_sections(d, k)
+        kinds.append("attack")
     if not sections:
         raise InvalidParameterError(
             f"{str(d)!r} holds no results: give a folder written by 'datavalue value', "
-            "'compare', 'explain', 'recommend' or 'unlearn' (result.json + dataset.npz, "
-            "compare.json, explanation.json + dataset.npz, recommendations.json or "
-            "unlearning.json)."
+            "'compare', 'explain', 'recommend', 'unlearn' or 'attack' (result.json + "
+            "dataset.npz, compare.json, explanation.json + dataset.npz, recommendations.json, "
+            "unlearning.json or attack.json + dataset.npz)."
         )
     from .. import __version__
 
