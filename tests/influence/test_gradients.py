@@ -174,16 +174,38 @@ def test_gauss_newton_equals_jt_h_j(mlp_data):
     assert torch.linalg.eigvalsh(op.dense()).min() > 0
 
 
-def test_linear_model_dense_is_the_exact_hessian():
+@pytest.mark.parametrize("case", ["multinomial", "binary", "no-intercept", "ridge", "torch"])
+def test_linear_model_dense_is_the_exact_hessian(case):
+    # The dense Hessian of one linear layer is built blockwise (I_k kron [x, 1]); it must equal
+    # k Hessian-vector products through autograd (generic path) to rounding.
+    from sklearn.linear_model import Ridge
+
     rng = np.random.default_rng(1)
     x = rng.normal(size=(50, 4))
     y = rng.integers(0, 3, 50)
-    est = LogisticRegression(C=0.5).fit(x, y)
-    m = wrap_model(est, x_train=x, y_train=y)
+    if case == "torch":
+        torch.manual_seed(0)
+        layer = torch.nn.Linear(4, 3).double()
+        m = wrap_model(layer, torch.nn.CrossEntropyLoss(), weight_decay=0.1)
+    else:
+        est = {"multinomial": LogisticRegression(C=0.5),
+               "binary": LogisticRegression(C=0.5),
+               "no-intercept": LogisticRegression(C=0.5, fit_intercept=False),
+               "ridge": Ridge(alpha=2.0)}[case]
+        if case == "binary":
+            y = (y > 0).astype(int)
+        elif case == "ridge":
+            y = x @ np.array([1.0, -2.0, 0.5, 0.0]) + rng.normal(size=50)
+        est.fit(x, y)
+        m = wrap_model(est, x_train=x, y_train=y)
     xt, yt = m.prepare(x, y, "x", "y")
-    op = hessian_operator(m, xt, yt, batch_size=16)
+    # a torch layer is linear in its parameters too, but only flagged so when wrapped from
+    # scikit-learn: its Gauss-Newton matrix (built blockwise) is its exact Hessian
+    kind = {"hessian": "gauss-newton"} if case == "torch" else {}
+    op = hessian_operator(m, xt, yt, batch_size=16, **kind)
+    exact = hessian_operator(m, xt, yt, batch_size=16, hessian="exact")
     eye = torch.eye(m.n_params, dtype=torch.float64)
-    torch.testing.assert_close(op.dense(), op.matvec(eye), rtol=1e-10, atol=1e-13)
+    torch.testing.assert_close(op.dense(), exact.matvec(eye), rtol=1e-10, atol=1e-13)
 
 
 def test_subset_and_minibatch_operators(mlp_data):

