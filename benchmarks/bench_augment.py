@@ -164,8 +164,8 @@ def ranking_table(repeats: int, n_candidates: int) -> tuple[str, list[dict]]:
             rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
             print(f"  {method} / {impl}: {statistics.median(rows[-1]['times']):.2f} s",
                   flush=True)
-    lines = [f"| method | datavalue (s) | peak MB | floor (s) | floor peak MB | datavalue / floor "
-             f"| AUC, harmful last |", "|---|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| method | datavalue (s) | peak MB | floor (s) | floor peak MB | datavalue / floor "
+             "| AUC, harmful last |", "|---|---:|---:|---:|---:|---:|---:|"]
     for method in METHODS:
         a = next(r for r in rows if r["method"] == method and r["impl"] == "datavalue")
         b = next(r for r in rows if r["method"] == method and r["impl"] == "floor")
@@ -181,9 +181,8 @@ def curves(seeds: int) -> tuple[str, list[dict]]:
     from sklearn.linear_model import LogisticRegression
 
     sys.path.insert(0, str(ROOT / "tests"))
-    from test_augment import _digits_pool
-
     import datavalue as dv
+    from test_augment import _digits_pool
 
     fractions = [0.0, 0.1, 0.25, 0.5, 0.75, 1.0]
     frames = []
