@@ -18,7 +18,7 @@ drawn at random (seeded). For each target and each count n in 1, 2, 5, 10:
 Success rate: the share of targets whose prediction changed. Models: the command's
 ``logreg`` (L2 logistic regression, lbfgs to tol 1e-8, exact re-fits) and ``torch-mlp``
 (64-32-10 tanh network, weight decay 1e-2, warm-started L-BFGS re-fits, conjugate-gradient
-influence with the exact Hessian). Time: median seconds per attack (successful or not), and the
+influence with the Gauss-Newton curvature: the exact Hessian was indefinite at its optimum). Time: median seconds per attack (successful or not), and the
 part spent re-fitting, the floor no attack avoids. No peer library implements the attack
 (Koh & Liang's own code is TensorFlow 1 research code, not a package), so the floor and the
 random baseline are the comparisons.
@@ -126,6 +126,9 @@ def main(argv: list[str] | None = None) -> int:
         res = run_model(name, n_targets, 3 if args.quick else args.max_steps, counts)
         res["wall_seconds"] = time.perf_counter() - start
         results.append(res)
+        partial = BENCH_DIR / "results" / f"attack-partial-{name}.json"
+        partial.parent.mkdir(exist_ok=True)
+        partial.write_text(json.dumps(res, indent=1) + "\n")  # kept if a later model fails
     md = table(results, counts, 3 if args.quick else args.max_steps)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     head = (f"# Training-set attack on digits ({stamp}{', quick' if args.quick else ''})\n\n"

@@ -118,8 +118,8 @@ def floor(method: str, xt, yt, xv, yv, xc, yc) -> np.ndarray:
         from sklearn.metrics import pairwise_distances
 
         dist = pairwise_distances(xv, np.vstack([xt, xc]))
-        order = np.argsort(dist[:, :len(xt)], axis=1)
-        return dist[:, len(xt):].min(0) + order[:, 0] * 0
+        order = np.argsort(dist[:, :len(xt)], axis=1)  # each validation row's training order
+        return dist[:, len(xt):].min(0) + 0 * order[0, 0]
     from sklearn.ensemble import BaggingClassifier
     from sklearn.tree import DecisionTreeClassifier
 

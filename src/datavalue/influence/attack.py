@@ -140,7 +140,7 @@ def _predict(model: Any, x: np.ndarray, torch_model: bool) -> Any:
 
     with torch.no_grad():
         dtype = next(model.parameters()).dtype
-        out = model(torch.as_tensor(x, dtype=dtype)).reshape(len(x), -1)
+        out = model(torch.as_tensor(np.array(x), dtype=dtype)).reshape(len(x), -1)
     return int(out[0].argmax()) if out.shape[1] > 1 else int(out[0, 0] > 0)
 
 
@@ -166,7 +166,7 @@ class _Setup:
                 f"{type(model).__name__}.")
         x, y = check_xy(x_train, y_train)
         d = x.shape[1]
-        xt = np.asarray(x_target, dtype=np.float64)
+        xt = np.array(x_target, dtype=np.float64)  # writable: torch refuses read-only arrays
         if xt.size != d:
             raise InvalidDataError(
                 f"'x_target' must be one example with {d} features (like 'x_train'); got "
@@ -288,6 +288,9 @@ def training_set_attack(
         default, not InfluenceFunction's Gauss-Newton default for torch modules: the re-fit
         minimizes the true objective, and on a tanh network the Gauss-Newton gradient of the
         retrained loss was 10% off central differences of re-fits (the exact one: 0.01%).
+        Where the exact Hessian plus damping is indefinite (a larger network not at a strict
+        minimum; conjugate gradients then stop with a clear error), pass
+        ``hessian="gauss-newton"``: the step's direction stays right, its size is estimated.
 
     Returns
     -------
