@@ -83,7 +83,7 @@ def run_model(name: str, n_targets: int, max_steps: int, counts: tuple[int, ...]
 
 def table(results: list[dict], counts: tuple[int, ...], max_steps: int) -> str:
     lines = ["| model | moved | attack: success | random: success | median steps (flipped) | "
-             "median test-loss rise, attack / random | median time per attack (s) | of which "
+             "median test loss after / before, attack / random | median time per attack (s) | of which "
              "re-fits (floor, s) | time / floor |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for res in results:
@@ -93,17 +93,17 @@ def table(results: list[dict], counts: tuple[int, ...], max_steps: int) -> str:
             hit = sum(r["flipped"] for r in rows)
             rnd = sum(r["random_flipped"] for r in rows)
             steps = [r["steps"] for r in rows if r["flipped"]]
-            rise = statistics.median(r["loss_after"] - r["loss_before"] for r in rows)
-            rise_r = statistics.median(r["random_loss_after"] - r["loss_before"] for r in rows)
+            rise = statistics.median(r["loss_after"] / r["loss_before"] for r in rows)
+            rise_r = statistics.median(r["random_loss_after"] / r["loss_before"] for r in rows)
             sec = statistics.median(r["seconds"] for r in rows)
             floor = statistics.median(r["refit_seconds"] for r in rows)
             lines.append(
                 f"| {res['model']} | {n} | {hit}/{k} ({100 * hit / k:.0f}%) | {rnd}/{k} "
                 f"({100 * rnd / k:.0f}%) | {statistics.median(steps) if steps else '-'} | "
-                f"{rise:+.3f} / {rise_r:+.4f} | {sec:.2f} | {floor:.2f} | "
+                f"{rise:.2f}x / {rise_r:.3f}x | {sec:.2f} | {floor:.2f} | "
                 f"{sec / floor:.1f}x |")
     return "\n".join(lines) + (f"\n\nAt most {max_steps} steps; every pixel moves by at most 2 "
-                               "of 16 grey levels.")
+                               "of 16 grey levels. The floor is the attack's own re-fits.")
 
 
 def main(argv: list[str] | None = None) -> int:
