@@ -13,7 +13,8 @@ time, the process's peak resident memory, and the AUC of ranking the harmful can
 Each method is set against its floor, the work it cannot avoid, written plainly with numpy /
 scikit-learn in the same worker:
 
-* influence (first order / Newton step): fit the logistic regression, build its Hessian in
+* influence (first order; the Newton step needs one output score, and digits have ten):
+  fit the logistic regression, build its Hessian in
   closed form (``sum_i kron(diag p_i - p_i p_i^T, x_i x_i^T)``), one solve for the validation
   gradient, every candidate's gradient dotted with it;
 * KNN-Shapley (K = 10): the distances from every validation digit to every training digit and
@@ -45,7 +46,7 @@ import numpy as np
 BENCH_DIR = Path(__file__).resolve().parent
 ROOT = BENCH_DIR.parent
 FIGURE = ROOT / "docs" / "figures" / "addition-curves.png"
-METHODS = ("influence", "influence-newton", "knn-shapley", "data-oob")
+METHODS = ("influence", "knn-shapley", "data-oob")  # Newton: one output score only
 
 
 # --------------------------------------------------------------------------- the 10,000 pool
