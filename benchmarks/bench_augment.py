@@ -19,7 +19,8 @@ scikit-learn in the same worker:
   closed form (``sum_i kron(diag p_i - p_i p_i^T, x_i x_i^T)``), one solve for the validation
   gradient, every candidate's gradient dotted with it;
 * KNN-Shapley (K = 10): the distances from every validation digit to every training digit and
-  candidate, and each validation digit's training digits sorted by distance;
+  candidate, each validation digit's training digits sorted by distance, and every candidate's
+  rank among them (its value depends on it);
 * Data-OOB (200 trees): fit 200 bootstrap trees and predict every candidate with each.
 
 No peer library values a candidate pool against a fixed training set (pyDVL and OpenDataVal
@@ -107,8 +108,11 @@ def floor(method: str, xt, yt, xv, yv, xc, yc) -> np.ndarray:
         from sklearn.metrics import pairwise_distances
 
         dist = pairwise_distances(xv, np.vstack([xt, xc]))
-        order = np.argsort(dist[:, :len(xt)], axis=1)  # each validation row's training order
-        return dist[:, len(xt):].min(0) + 0 * order[0, 0]
+        sorted_d = np.sort(dist[:, :len(xt)], axis=1)  # each validation row's training order
+        rank = np.zeros(len(xc))
+        for i in range(len(xv)):  # every candidate's rank in it: any exact value needs it
+            rank += np.searchsorted(sorted_d[i], dist[i, len(xt):])
+        return rank
     from sklearn.ensemble import BaggingClassifier
     from sklearn.tree import DecisionTreeClassifier
 
