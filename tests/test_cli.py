@@ -250,7 +250,7 @@ OPTIONS = {
     "demo": ["--out", "--data", "--n-estimators", "--n-jobs", "--quiet"],
     "evaluate": ["DIR", "--model", "--metric", "--fractions", "--n-jobs", "--quiet"],
     "attack": ["--data", "--test-index", "--n-train", "--epsilon", "--max-steps", "--model",
-               "--show", "--out", "--seed", "--quiet"],
+               "--show", "--out", "--seed", "--quiet", "--id-column"],
 }  # fmt: skip
 
 

@@ -249,3 +249,34 @@ def test_attack_command_errors_are_one_line(args, message, tmp_path):
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and message in proc.stderr, proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_attack_command_on_a_csv_keeps_categories_and_names_rows_by_id(tmp_path):
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    n = 160
+    x1, x2 = rng.normal(size=n), rng.normal(size=n)
+    color = rng.choice(["red", "green", "blue"], size=n)
+    label = np.where(x1 + 0.5 * x2 + (color == "red") + 0.3 * rng.normal(size=n) > 0.3,
+                     "yes", "no")
+    path = tmp_path / "table.csv"
+    pd.DataFrame({"customer": [f"c{i:03d}" for i in range(n)], "x1": x1, "x2": x2,
+                  "color": color, "label": label}).to_csv(path, index=False)
+    out = tmp_path / "atk"
+    proc = _run("attack", "--data", path, "--target", "label", "--id-column", "customer",
+                "--test-index", 0, "--n-train", "2", "--max-steps", 3, "--epsilon", 0.25,
+                "--out", out)
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads((out / "attack.json").read_text())
+    ds = dv.Dataset.load(out / "dataset.npz")
+    run = doc["runs"][0]["attack"]
+    assert all(str(r).startswith("c") for r in run["row_ids"])  # the user's ids
+    assert f"row {run['row_ids'][0]} (" in proc.stdout  # the changed features, named by id
+    onehot = [i for i, name in enumerate(ds.feature_names) if "=" in name]
+    assert onehot and np.array_equal(np.asarray(run["x_perturbed"])[:, onehot],
+                                     np.asarray(run["x_original"])[:, onehot])
+    moved = np.abs(np.asarray(run["x_perturbed"]) - np.asarray(run["x_original"]))
+    assert moved.max() > 0
+    assert _run("report", out).returncode == 0
+    assert "feature (largest changes)" in (out / "report.html").read_text()

@@ -44,6 +44,9 @@ def add_parser(sub: Any, fmt: Any) -> argparse.ArgumentParser:
     g.add_argument("--seed", type=_seed, default=0, metavar="S",
                    help="seed of the split, the network's initialisation and the random "
                    "baseline. Default: 0.")
+    g.add_argument("--id-column", metavar="NAME",
+                   help="column of a CSV file holding the row ids the output names rows by "
+                   "(default: line numbers).")
     g = p.add_argument_group("attack")
     g.add_argument("--test-index", type=int, required=True, metavar="I",
                    help="row of the test split whose prediction to flip (it must be classified "
@@ -119,7 +122,11 @@ def _box(ds: Any, fraction: float) -> tuple[np.ndarray, tuple[np.ndarray, np.nda
     scale = np.ones(ds.n_features) if ds.feature_scale is None else ds.feature_scale
     mean = np.zeros(ds.n_features) if ds.feature_mean is None else ds.feature_mean
     span = np.where(high > low, high - low, 1.0)
-    return fraction * span / scale, ((low - mean) / scale, (high - mean) / scale)
+    eps = fraction * span / scale
+    # One-hot columns of a category ("contract=Two year") stay 0 or 1: a category cannot move
+    # by a fraction.
+    eps[[("=" in str(name)) for name in ds.feature_names]] = 0.0
+    return eps, ((low - mean) / scale, (high - mean) / scale)
 
 
 def _record(res: Any, ds: Any) -> dict[str, Any]:
@@ -184,6 +191,7 @@ def _cmd_attack(args: argparse.Namespace) -> int:
         args.data, target=args.target, noise=args.noise, noise_kind=args.noise_kind,
         n_samples=args.n_samples, valid_size=args.valid_size, test_size=args.test_size,
         seed=args.seed, impute=args.impute, train_size=args.train_size,
+        id_column=args.id_column,
     )
     if ds.task != "classification":
         raise InvalidParameterError(
@@ -231,6 +239,7 @@ def _plain(v: Any) -> Any:
 
 def _render(ds: Any, args: argparse.Namespace, runs: list[dict[str, Any]], image: bool) -> str:
     from ..explain import ascii_image
+    from ..report._examples import _number, largest_changes
 
     label = ds.label_name(ds.y_test[args.test_index])
     first = runs[0]["attack"]
@@ -252,8 +261,15 @@ def _render(ds: Any, args: argparse.Namespace, runs: list[dict[str, Any]], image
         lines.append(f"{run['n_train']:>5}  {verdict + ',':<29} loss {a['test_loss'][0]:.3g} -> "
                      f"{a['test_loss'][-1]:<6.3g}  {base}, loss -> {b['test_loss'][-1]:.3g}")
         lines.append(f"{'':>5}  rows {a['row_ids']}, {a['seconds']:.1f} s")
-    if image and args.show:
-        for run in runs:
-            lines += ["", f"{run['n_train']} moved:"]
+    for run in runs if args.show else ():
+        lines += ["", f"{run['n_train']} moved:"]
+        if image:
             lines += _draw_pairs(ds, run["attack"], args.show)
+            continue
+        a = run["attack"]
+        for j in range(min(args.show, len(a["train_indices"]))):
+            moved = largest_changes(ds, np.asarray(a["x_original"][j]),
+                                    np.asarray(a["x_perturbed"][j]))
+            lines.append(f"    row {a['row_ids'][j]} ({ds.label_name(a['labels'][j])}): "
+                         + ", ".join(f"{n} {_number(o)} -> {_number(v)}" for n, o, v in moved))
     return "\n".join(lines).rstrip()

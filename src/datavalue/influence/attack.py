@@ -182,7 +182,7 @@ class _Setup:
         if n_train > len(x):
             raise InvalidParameterError(
                 f"'n_train' is {n_train}, more than the {len(x)} training examples.")
-        self.epsilon = _per_feature(epsilon, "epsilon", d, positive=True)
+        self.epsilon = _per_feature(epsilon, "epsilon", d, movable=True)
         if bounds is None:
             low, high = np.full(d, -np.inf), np.full(d, np.inf)
         else:
@@ -224,8 +224,10 @@ class _Setup:
         return _predict(fitted, self.xt, self.torch_model)
 
 
-def _per_feature(value: Any, name: str, d: int, *, positive: bool = False,
+def _per_feature(value: Any, name: str, d: int, *, movable: bool = False,
                  finite: bool = True) -> np.ndarray:
+    """One number per feature; ``movable``: non-negative and not all zero (a zero keeps that
+    feature fixed, e.g. a one-hot column)."""
     try:
         arr = np.broadcast_to(np.asarray(value, dtype=np.float64), (d,)).copy()
     except (TypeError, ValueError):
@@ -233,10 +235,11 @@ def _per_feature(value: Any, name: str, d: int, *, positive: bool = False,
             f"'{name}' must be a number or one number per feature ({d}); got "
             f"{np.shape(value)}.") from None
     if np.any(np.isnan(arr)) or (finite and not np.all(np.isfinite(arr))) or (
-            positive and np.any(arr <= 0)):
+            movable and (np.any(arr < 0) or not np.any(arr > 0))):
         raise InvalidParameterError(
-            f"'{name}' must be {'positive ' if positive else ''}"
-            f"{'finite ' if finite else ''}number(s); got {value!r}.")
+            f"'{name}' must be {'non-negative ' if movable else ''}"
+            f"{'finite ' if finite else ''}number(s){', not all 0' if movable else ''}; got "
+            f"{value!r}.")
     return arr
 
 
@@ -271,7 +274,8 @@ def training_set_attack(
         How many training examples to move.
     epsilon : float or array of shape (d,)
         L-infinity radius around each original input, in the units of the features the model
-        sees (one per feature when they are standardized: e.g. 2 grey levels / the scale).
+        sees (one per feature when they are standardized: e.g. 2 grey levels / the scale); 0
+        keeps a feature fixed (one-hot columns of a category).
     step : float, array of shape (d,) or None
         Size of each signed-gradient step (default ``epsilon / 10``).
     max_steps : int
@@ -305,7 +309,7 @@ def training_set_attack(
             max_steps < 1:
         raise InvalidParameterError(f"'max_steps' must be an int >= 1; got {max_steps!r}.")
     step = s.epsilon / 10 if step is None else _per_feature(step, "step", s.x.shape[1],
-                                                             positive=True)
+                                                             movable=True)
 
     def influence_of(current_model: Any, current_x: np.ndarray) -> InfluenceFunction:
         return InfluenceFunction(current_model, loss, solver=solver, damping=damping,

@@ -18,7 +18,7 @@ from ..exceptions import InvalidDataError, InvalidParameterError
 from ..result import ValuationResult
 from ..runs import RunWriter, check_output_file, check_output_folder, load_run
 from . import _html as h
-from ._examples import cards, features_text, is_image, rows_table
+from ._examples import _number, cards, features_text, is_image, largest_changes, rows_table
 from ._figures import plot_compare_curves, plot_compare_detection, plot_compare_values
 from ._html import REPORT_MARKER
 from .explain import explanation_files, load_explanations
@@ -422,9 +422,11 @@ def _attack_sections(d: Path, k: int) -> list[Section]:
             body = cards(ds, both, caps, flags=[j % 2 == 1 for j in range(2 * shown)],
                          alt="attacked example")
         else:
-            body = rows_table(ds, both, {
-                "row": [a["row_ids"][j // 2] for j in range(2 * shown)],
-                "version": ["original", "perturbed"] * shown})
+            changes = [[a["row_ids"][j], name, _number(old), _number(new)]
+                       for j in range(shown)
+                       for name, old, new in largest_changes(ds, x0[j], x1[j], k=4)]
+            body = h.table(["row", "feature (largest changes)", "original", "perturbed"],
+                           changes)
         more = (f"<p class='muted'>{len(x0) - shown} more in attack.json.</p>"
                 if len(x0) > shown else "")
         parts.append(f'<div class="group"><h3>{h.esc(title)}</h3>{body}{more}</div>')

@@ -101,6 +101,19 @@ def features_text(ds: Dataset, x: np.ndarray, *, limit: int = 60) -> str:
     return ", ".join(parts[:limit]) + more
 
 
+def largest_changes(ds: Dataset, before: np.ndarray, after: np.ndarray,
+                    k: int = 4) -> list[tuple[str, float, float]]:
+    """The ``k`` features of one example that changed most between ``before`` and ``after``
+    (model units), as ``(name, old, new)`` in original units, ranked by the change relative to
+    the feature's training range."""
+    raw = np.asarray(ds.raw_features(np.vstack([before, after])), dtype=np.float64)
+    train = np.asarray(ds.raw_features(ds.x_train), dtype=np.float64)
+    span = train.max(axis=0) - train.min(axis=0)
+    rel = np.abs(raw[1] - raw[0]) / np.where(span > 0, span, 1.0)
+    top = [int(j) for j in np.argsort(-rel, kind="stable")[:k] if rel[j] > 0]
+    return [(ds.feature_names[j], float(raw[0, j]), float(raw[1, j])) for j in top]
+
+
 def _caption_lines(lines: Sequence[str]) -> str:
     return "<br>".join(esc(s) for s in lines)
 
