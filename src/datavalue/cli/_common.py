@@ -222,6 +222,22 @@ def _load_data(
     )
 
 
+def _load_args_data(args: argparse.Namespace, **extra: Any) -> Dataset:
+    """The data set named by the options of :func:`_add_data_options` (and ``--seed``)."""
+    return _load_data(
+        args.data, target=args.target, noise=args.noise, noise_kind=args.noise_kind,
+        n_samples=args.n_samples, valid_size=args.valid_size, test_size=args.test_size,
+        seed=args.seed, impute=args.impute, train_size=args.train_size, **extra,
+    )
+
+
+def _check_test_index(index: int, ds: Dataset) -> None:
+    if not 0 <= index < ds.n_test:
+        raise InvalidParameterError(
+            f"--test-index must be a row of the test split, in [0, {ds.n_test - 1}]. "
+            f"Got {index}.")
+
+
 def _needs_validation(valuator: Any) -> bool:
     """Whether the method (a class or an instance) needs validation data."""
     cls = valuator if isinstance(valuator, type) else type(valuator)

@@ -12,7 +12,7 @@ import numpy as np
 
 from ..exceptions import InvalidParameterError
 from ..runs import RunWriter, check_output_folder
-from ._common import _add_data_options, _load_data, _seed, _wrap
+from ._common import _add_data_options, _check_test_index, _load_args_data, _seed, _wrap
 
 #: Models the command attacks: scikit-learn's logistic regression (exact re-fits) and a small
 #: torch network (one tanh layer of 32 units, weight decay 1e-2, warm-started L-BFGS re-fits).
@@ -187,19 +187,11 @@ def _cmd_attack(args: argparse.Namespace) -> int:
         raise InvalidParameterError(f"--show must be 0 or more. Got {args.show}.")
     if args.out is not None:
         check_output_folder(args.out, what="--out")
-    ds = _load_data(
-        args.data, target=args.target, noise=args.noise, noise_kind=args.noise_kind,
-        n_samples=args.n_samples, valid_size=args.valid_size, test_size=args.test_size,
-        seed=args.seed, impute=args.impute, train_size=args.train_size,
-        id_column=args.id_column,
-    )
+    ds = _load_args_data(args, id_column=args.id_column)
     if ds.task != "classification":
         raise InvalidParameterError(
             f"'attack' flips a classification; {args.data!r} is a {ds.task} data set.")
-    if not 0 <= args.test_index < ds.n_test:
-        raise InvalidParameterError(
-            f"--test-index must be a row of the test split, in [0, {ds.n_test - 1}]. "
-            f"Got {args.test_index}.")
+    _check_test_index(args.test_index, ds)
     if max(counts) > ds.n_train:
         raise InvalidParameterError(
             f"--n-train asks for {max(counts)} examples; the training split has {ds.n_train}.")

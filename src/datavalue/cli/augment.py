@@ -13,7 +13,7 @@ import numpy as np
 from ..exceptions import InvalidDataError, InvalidParameterError
 from ..models import MODELS
 from ..runs import RunWriter, check_output_folder
-from ._common import _add_common, _add_data_options, _check_name, _load_data, _seed, _wrap
+from ._common import _add_common, _add_data_options, _check_name, _load_args_data, _seed, _wrap
 
 
 def add_parser(sub: Any, fmt: Any) -> argparse.ArgumentParser:
@@ -134,10 +134,7 @@ def _cmd_augment(args: argparse.Namespace) -> int:
         raise InvalidParameterError(f"--top must be a positive number. Got {args.top}.")
     if args.out is not None:
         check_output_folder(args.out, what="--out")
-    ds = _load_data(args.data, target=args.target, noise=args.noise,
-                    noise_kind=args.noise_kind, n_samples=args.n_samples,
-                    valid_size=args.valid_size, test_size=args.test_size, seed=args.seed,
-                    impute=args.impute, train_size=args.train_size)
+    ds = _load_args_data(args)
     xc, yc, ids = _read_candidates(args.candidates, ds, args.target, args.id_column)
     model = make_model(args.model, ds.task, args.seed)
     res = value_candidates(ds.x_train, ds.y_train, xc, yc, ds.x_valid, ds.y_valid,

@@ -11,7 +11,15 @@ from typing import Any
 from ..exceptions import InvalidParameterError
 from ..models import MODELS
 from ..runs import RunWriter, check_output_folder
-from ._common import _add_common, _add_data_options, _check_name, _load_data, _seed, _wrap
+from ._common import (
+    _add_common,
+    _add_data_options,
+    _check_name,
+    _check_test_index,
+    _load_args_data,
+    _seed,
+    _wrap,
+)
 
 
 def add_parser(sub: Any, fmt: Any) -> argparse.ArgumentParser:
@@ -68,16 +76,8 @@ def _cmd_explain(args: argparse.Namespace) -> int:
         raise InvalidParameterError(f"--top must be a positive number. Got {args.top}.")
     if args.out is not None:
         check_output_folder(args.out, what="--out")
-    ds = _load_data(
-        args.data, target=args.target, noise=args.noise, noise_kind=args.noise_kind,
-        n_samples=args.n_samples, valid_size=args.valid_size, test_size=args.test_size,
-        seed=args.seed, impute=args.impute, train_size=args.train_size,
-    )
-    if not 0 <= args.test_index < ds.n_test:
-        raise InvalidParameterError(
-            f"--test-index must be a row of the test split, in [0, {ds.n_test - 1}]. "
-            f"Got {args.test_index}."
-        )
+    ds = _load_args_data(args)
+    _check_test_index(args.test_index, ds)
     expl = explain(ds, args.test_index, model=args.model, k=min(args.top, ds.n_train),
                    solver=args.solver, damping=args.damping, method=args.method,
                    random_state=args.seed)
