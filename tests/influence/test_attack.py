@@ -280,3 +280,27 @@ def test_attack_command_on_a_csv_keeps_categories_and_names_rows_by_id(tmp_path)
     assert moved.max() > 0
     assert _run("report", out).returncode == 0
     assert "feature (largest changes)" in (out / "report.html").read_text()
+
+
+def test_a_diverging_refit_is_an_error_not_a_result(ones_sevens, small_net):
+    import torch
+
+    from datavalue.exceptions import ModelOutputError
+    from datavalue.influence.attack import warm_refit
+
+    x, y, xs, ys = ones_sevens
+    net, loss = small_net
+
+    def diverging(module, xa, ya):
+        broken = warm_refit(loss, weight_decay=1e-2, max_iter=5)(module, xa, ya)
+        with torch.no_grad():
+            next(broken.parameters()).fill_(float("nan"))
+        return broken
+
+    with torch.no_grad():
+        t = int(np.flatnonzero(net(torch.as_tensor(xs)).argmax(1).numpy() == ys)[0])
+    with pytest.raises(ModelOutputError, match="diverged"):
+        training_set_attack(net, x, y, xs[t], ys[t], n_train=2, epsilon=0.25, bounds=(0, 1),
+                            loss=loss, refit=diverging, damping=1e-2)
+    with pytest.raises(InvalidParameterError, match="weight_decay"):
+        warm_refit(loss, weight_decay="0.1")

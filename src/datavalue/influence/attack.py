@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from ..exceptions import InvalidDataError, InvalidParameterError
+from ..exceptions import InvalidDataError, InvalidParameterError, ModelOutputError
 
 __all__ = ["AttackResult", "training_set_attack", "random_perturbation", "warm_refit"]
 
@@ -78,7 +78,8 @@ def warm_refit(loss: Callable, *, weight_decay: float = 0.0, max_iter: int = 100
     L-BFGS from its current parameters.
 
     After a small change of a few training inputs the old optimum is close to the new one, so a
-    few quasi-Newton iterations land on it (Koh & Liang's attack re-trains the same way); the
+    few quasi-Newton iterations land on it, where training from scratch would not (a network
+    has many optima, and the attack follows one); the
     influence of that objective is computed with ``damping=weight_decay`` (its Hessian is the
     loss Hessian plus ``weight_decay * I``).
 
@@ -95,7 +96,8 @@ def warm_refit(loss: Callable, *, weight_decay: float = 0.0, max_iter: int = 100
     """
     if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 1:
         raise InvalidParameterError(f"'max_iter' must be an int >= 1; got {max_iter!r}.")
-    if not np.isfinite(weight_decay) or weight_decay < 0:
+    if isinstance(weight_decay, bool) or not isinstance(weight_decay, int | float | np.number) \
+            or not np.isfinite(weight_decay) or weight_decay < 0:
         raise InvalidParameterError(
             f"'weight_decay' must be a non-negative number; got {weight_decay!r}.")
 
@@ -332,9 +334,16 @@ def training_set_attack(
         g = inf.perturbation_influence(s.xt, s.yt, idx)[0]
         current[idx] = np.clip(current[idx] + step * np.sign(g), lo, hi)
         fitted = s.fit(fitted, current)
-        inf = influence_of(fitted, current)
         steps += 1
-        losses.append(float(inf.losses(s.xt, s.yt)[0]))
+        try:
+            inf = influence_of(fitted, current)
+            losses.append(float(inf.losses(s.xt, s.yt)[0]))
+            if not np.isfinite(losses[-1]):
+                raise ModelOutputError(f"the loss on the target is {losses[-1]}")
+        except ModelOutputError as exc:
+            raise ModelOutputError(
+                f"After step {steps} the re-fit diverged ('refit' or the model's fit): {exc} "
+                "No result is reported.") from exc
         preds.append(s.predict(fitted))
     return _result(s, idx, x0, current, losses, preds, steps, t0, fitted)
 
