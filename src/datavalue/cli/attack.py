@@ -115,8 +115,10 @@ def _train_model(name: str, ds: Any, seed: int) -> tuple[Any, dict[str, Any]]:
 def _box(ds: Any, fraction: float) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
     """Epsilon and the valid range in the model's (standardized) units: images share one pixel
     range, other features have their own training range."""
+    from ..report._examples import is_image
+
     raw = ds.raw_features(ds.x_train)
-    image = ds.image_shape is not None and int(np.prod(ds.image_shape)) == ds.n_features
+    image = is_image(ds)
     low = np.full(ds.n_features, raw.min()) if image else raw.min(axis=0)
     high = np.full(ds.n_features, raw.max()) if image else raw.max(axis=0)
     scale = np.ones(ds.n_features) if ds.feature_scale is None else ds.feature_scale
@@ -170,6 +172,7 @@ def _draw_pairs(ds: Any, rec: dict[str, Any], show: int) -> list[str]:
 
 def _cmd_attack(args: argparse.Namespace) -> int:
     from ..influence.attack import random_perturbation, training_set_attack
+    from ..report._examples import is_image
 
     counts = _counts(args.n_train)
     if args.model not in ATTACK_MODELS:
@@ -200,7 +203,7 @@ def _cmd_attack(args: argparse.Namespace) -> int:
     xt, yt = ds.x_test[args.test_index], ds.y_test[args.test_index]
     print(f"Data:  {ds.describe()}")
     print(f"Model: {ATTACK_MODELS[args.model]}")
-    image = ds.image_shape is not None and int(np.prod(ds.image_shape)) == ds.n_features
+    image = is_image(ds)
     runs = []
     for n in counts:
         if not args.quiet:
