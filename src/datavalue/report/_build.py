@@ -412,9 +412,9 @@ def _attack_sections(d: Path, k: int) -> list[Section]:
         shown = min(k, len(x0))
         title = (f"{run['n_train']} moved: {'flipped' if a['flipped'] else 'not flipped'} "
                  f"after {a['steps']} step(s)")
-        both = np.empty((2 * shown, x0.shape[1]))
-        both[0::2], both[1::2] = x0[:shown], x1[:shown]
         if image:
+            both = np.empty((2 * shown, x0.shape[1]))  # original, perturbed, original, ...
+            both[0::2], both[1::2] = x0[:shown], x1[:shown]
             caps = []
             for j in range(shown):
                 head = f"#{a['row_ids'][j]} label {ds.label_name(a['labels'][j])}"
