@@ -254,3 +254,44 @@ def test_bad_npz_members_are_named_with_the_file(tmp_path, capsys, arrays, menti
     np.savez(path, **arrays)
     code, _, err = main(capsys, "value", "--data", path, "--quiet", "--out", tmp_path / "o")
     one_line_error(code, err, "bad.npz", mention)
+
+
+# ---------------------------------------------------------------------- issue 23 sweep
+def test_an_unexpected_error_is_one_line_and_debug_shows_the_traceback(monkeypatch, capsys):
+    def broken(args):
+        raise KeyError("an internal bug")
+
+    monkeypatch.setattr(cli, "_cmd_value", broken)
+    code, _, err = main(capsys, "value", *_FAST, "--out", "x")
+    assert code == 1
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "KeyError" in lines[0] and "--debug" in lines[0], err
+    with pytest.raises(KeyError):
+        cli.main(["--debug", "value", *_FAST, "--out", "x"])
+
+
+def test_debug_shows_the_traceback_of_a_refused_input_too(capsys):
+    with pytest.raises(dv.DatavalueError, match="Unknown"):
+        cli.main(["--debug", "value", "--data", "no-such-set", "--out", "x"])
+
+
+def test_augment_header_only_candidates_and_the_id_column_of_the_data(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    n = 120
+    frame = pd.DataFrame({"customer_id": [f"C{i:04d}" for i in range(n)],
+                          "a": rng.normal(size=n), "b": rng.normal(size=n),
+                          "label": (rng.normal(size=n) > 0).astype(int)})
+    data = tmp_path / "data.csv"
+    frame.to_csv(data, index=False)
+    empty = tmp_path / "empty.csv"
+    frame.iloc[:0].to_csv(empty, index=False)
+    code, _, err = main(capsys, "augment", "--data", data, "--target", "label", "--id-column",
+                        "customer_id", "--candidates", empty)
+    one_line_error(code, err, "empty.csv", "has no rows")
+    cand = tmp_path / "cand.csv"
+    frame.iloc[:10].assign(customer_id=[f"N{i}" for i in range(10)]).to_csv(cand, index=False)
+    code, out, err = main(capsys, "augment", "--data", data, "--target", "label", "--id-column",
+                          "customer_id", "--candidates", cand, "--method", "knn-shapley")
+    assert code == 0, err
+    # The id column named rows and was not encoded as 120 one-hot features.
+    assert "2 features" in out and "N0" in out, out

@@ -224,3 +224,32 @@ def test_ids_and_the_table_encoding_survive_save_and_load(tmp_path):
     assert out.shape == (2, ds.n_features) and np.isfinite(out).all()
     with pytest.raises(InvalidParameterError, match="preprocessor"):
         back.transform(new)
+
+
+# ---------------------------------------------------------------------- issue 23 sweep
+@pytest.mark.parametrize("n_features", [0, 1, -3, 2.5, True])
+def test_n_features_out_of_range_is_refused_not_replaced_by_the_default(n_features):
+    # 0 used to give 20 features ("n_features or 20").
+    with pytest.raises(InvalidParameterError, match="'n_features'.*>= 2"):
+        dv.load_dataset("classification", n_features=n_features)
+    assert dv.load_dataset("classification", n_features=2, n_samples=60).n_features == 2
+
+
+@pytest.mark.parametrize("seed", ["x", -1, 1.5, True])
+def test_bad_seeds_are_named_everywhere_a_dataset_is_made(seed):
+    ds = dv.load_dataset("iris", random_state=0)
+    calls = [lambda: dv.load_dataset("iris", random_state=seed),
+             lambda: dv.load_dataset("classification", random_state=seed),
+             lambda: dv.corrupt_labels(ds, 0.1, random_state=seed),
+             lambda: dv.Dataset.from_arrays(ds.x_train, ds.y_train, random_state=seed)]
+    for call in calls:
+        with pytest.raises(InvalidParameterError, match="'random_state'.*non-negative int"):
+            call()
+
+
+def test_a_header_only_csv_says_it_has_no_rows(tmp_path):
+    # It was "'y' contains only one class ([])".
+    p = tmp_path / "h.csv"
+    p.write_text("a,b,label\n")
+    with pytest.raises(InvalidDataError, match="no rows.*header"):
+        dv.Dataset.from_csv(p, target="label")

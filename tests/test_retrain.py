@@ -203,3 +203,39 @@ def test_bad_retraining_settings_are_named(cancer):
     with pytest.raises(InvalidDataError, match="finite"):
         subset_outputs(lambda idx, seed: np.full(3, np.nan), 10, n_subsets=3, goal="minimize",
                        progress=False)
+
+
+def test_scores_with_other_columns_than_the_retraining_has_rows_are_refused(cancer):
+    # The sweep: lds(S[:, 5:], rt) gave 0.044 and loo_correlation -0.149 without a word (the
+    # subsets silently indexed other rows); more columns raised a bare IndexError.
+    from datavalue import evaluate
+
+    xt, yt, xs, ys = cancer
+    r = Retrain(LogisticRegression(max_iter=2000), xt[::3], yt[::3], xs[:5], ys[:5],
+                output="loss")
+    scores = np.zeros((5, 40))
+    for bad in (scores[:, 5:], np.zeros((5, 45))):
+        with pytest.raises(InvalidDataError, match=f"{bad.shape[1]} columns.*40 training rows"):
+            evaluate.lds(bad, r, n_subsets=3, progress=False)
+        with pytest.raises(InvalidDataError, match=f"{bad.shape[1]} columns.*40 training rows"):
+            evaluate.loo_correlation(bad, r, n_points=3, progress=False)
+    # ground truth computed once is checked the same way
+    truth = loo_outputs(r, [0, 1, 2], progress=False)
+    assert truth.n_train == 40
+    with pytest.raises(InvalidDataError, match="35 columns.*40 training rows"):
+        evaluate.loo_correlation(scores[:, 5:], truth)
+    subsets = subset_outputs(r, n_subsets=3, progress=False)
+    with pytest.raises(InvalidDataError, match="35 columns.*subsets are of 40"):
+        evaluate.lds(scores[:, 5:], subsets)
+
+
+@pytest.mark.parametrize("seed", ["x", -1, 1.5, True])
+def test_bad_seeds_name_random_state(cancer, seed):
+    from datavalue import evaluate
+
+    xt, yt, xs, ys = cancer
+    r = Retrain(LogisticRegression(), xt[::3], yt[::3], xs[:5], ys[:5], output="loss")
+    with pytest.raises(InvalidParameterError, match="'random_state'.*non-negative int"):
+        evaluate.lds(np.zeros((5, 40)), r, n_subsets=3, random_state=seed, progress=False)
+    with pytest.raises(InvalidParameterError, match="'random_state'.*non-negative int"):
+        evaluate.loo_correlation(np.zeros((5, 40)), r, random_state=seed, progress=False)

@@ -29,6 +29,10 @@ __all__ = [
     "N_JOBS",
     "PREPROCESSOR",
     "check_ids",
+    "check_seed",
+    "check_magnitude",
+    "check_table_infinite",
+    "available_memory",
 ]
 
 #: The constraint of every ``n_jobs`` parameter: joblib's convention (None, -1 = all cores,
@@ -343,3 +347,77 @@ def check_ids(ids: Any, n: int, name: str = "ids", *, unique: bool = True) -> np
     if unique and len(np.unique(a)) != n:
         raise InvalidDataError(f"'{name}' must be unique: each identifies one row.")
     return a
+
+
+def check_seed(value: Any, name: str = "random_state") -> int | None:
+    """A seed as given: None or a non-negative int (numpy's ``SeedSequence`` refuses anything
+    else with a message that does not name the argument)."""
+    if value is None or (isinstance(value, numbers.Integral) and not isinstance(value, bool)
+                         and value >= 0):
+        return None if value is None else int(value)
+    raise InvalidParameterError(
+        f"The '{name}' parameter must be a non-negative int seed or None. Got {value!r} instead.")
+
+
+#: Largest feature magnitude a method that multiplies features together accepts: beyond it
+#: squares (Hessians, variances, kernels) overflow float64 (whose largest square root is
+#: about 1.3e154), and a model silently learns nothing or returns NaN.
+MAX_MAGNITUDE = 1e150
+
+
+def check_magnitude(x: np.ndarray, name: str, owner: str) -> None:
+    """Refuse finite features so large that products of them overflow, naming the argument,
+    the size found and the fix."""
+    if x.dtype.kind != "f" or x.size == 0:
+        return
+    largest = float(np.max(np.abs(x)))
+    if largest > MAX_MAGNITUDE:
+        raise InvalidDataError(
+            f"'{name}' holds values up to {largest:.3g}: {owner} multiplies features together "
+            f"and products of values beyond {MAX_MAGNITUDE:.0e} overflow float64, so the model "
+            "would learn nothing (LogisticRegression stops at its first iteration) and the "
+            "values would all be equal. Rescale the features first (e.g. divide each column by "
+            "its largest absolute value).")
+
+
+def check_table_infinite(table: Any, name: str) -> None:
+    """Refuse infinite cells of a DataFrame's numeric columns, naming the column and the rows
+    by the table's index (missing values are a separate matter, imputed or refused by the
+    caller; an infinite value is never a missing one, and once standardized it turns its whole
+    column into NaN)."""
+    for col in table.columns:
+        values = table[col]
+        if values.dtype.kind != "f":
+            continue
+        bad = np.isinf(values.to_numpy())
+        if bad.any():
+            rows = [str(r) for r in table.index[bad][:10]]
+            raise InvalidDataError(
+                f"Column {col!r} of '{name}' holds {int(bad.sum())} infinite value(s), in "
+                f"row(s) {', '.join(rows)}{' ...' if bad.sum() > 10 else ''}. Replace them "
+                "(with NaN to impute, or a finite number) first.")
+
+
+def available_memory() -> int | None:
+    """Bytes of memory this process can still allocate without swapping (Linux's
+    ``MemAvailable``, capped by a cgroup limit), or None where that cannot be read."""
+    found: list[int] = []
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    found.append(int(line.split()[1]) * 1024)
+                    break
+    except OSError:
+        pass
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            with open(path) as f:
+                text = f.read().strip()
+            if text.isdigit() and int(text) < 1 << 60:
+                with open(path.replace("max", "current").replace("limit_in_bytes",
+                                                                 "usage_in_bytes")) as f:
+                    found.append(int(text) - int(f.read().strip()))
+        except (OSError, ValueError):
+            continue
+    return min(found) if found else None

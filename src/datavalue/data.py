@@ -22,6 +22,8 @@ import numpy as np
 from ._validation import (
     check_features,
     check_ids,
+    check_seed,
+    check_table_infinite,
     check_target,
     infer_task,
     power_of_two_exponent,
@@ -424,6 +426,11 @@ class Dataset:
             )
         if table is not None:
             n_rows = len(table)
+            if n_rows == 0:
+                raise InvalidDataError(
+                    "'X' has no rows (a CSV with only its header line?); at least one sample "
+                    "is required.")
+            check_table_infinite(table, "X")
             row_ids = np.asarray(table.index) if ids is None else np.asarray(ids)
             Xa = None
         else:
@@ -756,7 +763,7 @@ def _split_indices(
             f"Split sizes train={n_train}, valid={n_valid}, test={n_test} do not fit in "
             f"{n} rows; lower 'valid_size'/'test_size'/'train_size'."
         )
-    rng = np.random.default_rng(random_state)
+    rng = np.random.default_rng(check_seed(random_state))
     sizes = np.array([n_train, n_valid, n_test])
     if y_strat is None:
         perm = rng.permutation(n)
@@ -897,6 +904,13 @@ def load_dataset(
         raise InvalidParameterError(
             f"The 'n_samples' parameter must be an int >= 3 or None. Got {n_samples!r} instead."
         )
+    random_state = check_seed(random_state)
+    if n_features is not None and (isinstance(n_features, bool) or not isinstance(
+            n_features, int | np.integer) or n_features < 2):
+        # 0 used to fall back to the default of 20 features ("n_features or 20").
+        raise InvalidParameterError(
+            f"The 'n_features' parameter must be an int >= 2 or None (the synthetic sets' "
+            f"default of 20). Got {n_features!r} instead.")
     split = dict(
         train_size=train_size,
         valid_size=valid_size,
@@ -960,6 +974,7 @@ def _subsample(X: np.ndarray, y: np.ndarray, n: int, random_state: int | None):
     """A seeded subsample of ``n`` rows and their positions in the full data (their ids)."""
     if n >= len(y):
         return X, y, None
+    random_state = check_seed(random_state)
     rng = np.random.default_rng(None if random_state is None else random_state + 7919)
     idx = np.sort(rng.choice(len(y), size=n, replace=False))
     return X[idx], y[idx], idx
@@ -1055,7 +1070,7 @@ def corrupt_labels(
         )
     n = dataset.n_train
     k = int(round(rate * n))
-    rng = np.random.default_rng(random_state)
+    rng = np.random.default_rng(check_seed(random_state))
     idx = np.sort(rng.choice(n, size=k, replace=False))
     y = np.array(dataset.y_train, copy=True)
     if dataset.task == "classification":
@@ -1083,7 +1098,7 @@ def corrupt_features(
         raise InvalidParameterError(f"The 'scale' parameter must be positive. Got {scale!r}.")
     n = dataset.n_train
     k = int(round(rate * n))
-    rng = np.random.default_rng(random_state)
+    rng = np.random.default_rng(check_seed(random_state))
     idx = np.sort(rng.choice(n, size=k, replace=False))
     x = np.array(dataset.x_train, copy=True)
     std = x.std(axis=0)

@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ._validation import check_estimator_like
+from ._validation import check_estimator_like, check_seed
 from .data import Dataset
 from .exceptions import InvalidDataError, InvalidParameterError, UnknownNameError
 from .parallel import parallel_map
@@ -762,12 +762,16 @@ def loo_correlation(scores: Any, retrain: Any, *, train_indices: Any = None,
     else:
         if train_indices is None:
             n_points = _check_int(n_points, "n_points", 2)
-            rng = np.random.default_rng(random_state)
+            rng = np.random.default_rng(check_seed(random_state))
             train_indices = np.sort(rng.choice(n, min(n_points, n), replace=False))
         truth = loo_outputs(retrain, train_indices, n, n_seeds=n_seeds,
                             random_state=random_state, goal=goal, cache=cache, n_jobs=n_jobs,
                             backend=backend, ray_address=ray_address, progress=progress)
     removed = truth.removed
+    if truth.n_train is not None and truth.n_train != n:
+        raise InvalidDataError(
+            f"'scores' has {n} columns (training examples) but the leave-one-out retraining "
+            f"had {truth.n_train} training rows: give one score per training row.")
     if removed.max() >= n:
         raise InvalidDataError(
             f"The removed rows go up to {int(removed.max())}; 'scores' has {n} columns.")

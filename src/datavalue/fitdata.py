@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from ._validation import check_features, check_target
+from ._validation import check_features, check_table_infinite, check_target
 from .exceptions import InvalidDataError, InvalidParameterError
 
 __all__ = ["FitData", "check_fit_data", "default_preprocessor", "take_rows", "model_allows_nan",
@@ -138,6 +138,16 @@ def _check_x(x: Any, name: str, *, allow_missing: bool, allow_empty: bool = Fals
         if not x.columns.is_unique:
             dup = x.columns[x.columns.duplicated()].tolist()
             raise InvalidDataError(f"'{name}' has duplicate column names {dup[:5]}.")
+        check_table_infinite(x, name)
+        for col in x.columns:
+            if x[col].dtype.kind == "O":
+                cell = next((v for v in x[col].iloc[:1000]
+                             if isinstance(v, list | tuple | dict | set | np.ndarray)), None)
+                if cell is not None:
+                    raise InvalidDataError(
+                        f"Column {col!r} of '{name}' holds {type(cell).__name__}s (e.g. "
+                        f"{str(cell)[:40]}), not one value per cell: split it into columns "
+                        "of numbers or text first (e.g. pandas' DataFrame(col.tolist())).")
         return x
     if _is_sparse(x):
         if x.ndim != 2 or x.shape[0] == 0 and not allow_empty:

@@ -32,7 +32,9 @@ def spawn_seeds(random_state: int | None, n: int) -> list[int]:
     Uses ``SeedSequence(random_state).spawn(n)``, so seed ``k`` depends only on
     ``(random_state, k)``: task ``k`` gets the same stream however tasks are scheduled.
     """
-    children = np.random.SeedSequence(random_state).spawn(n)
+    from ._validation import check_seed
+
+    children = np.random.SeedSequence(check_seed(random_state)).spawn(n)
     return [int(c.generate_state(1, dtype=np.uint32)[0]) for c in children]
 
 

@@ -256,6 +256,8 @@ class LOOOutputs:
     full: np.ndarray
     goal: str
     n_seeds: int
+    #: Training rows of the retrained models (None for ground truth built by hand).
+    n_train: int | None = None
 
 
 def _check_retrain(retrain: Any) -> Any:
@@ -335,6 +337,22 @@ def _run_tasks(retrain: Any, tasks: list[tuple[np.ndarray, int]], config: dict[s
     return outputs
 
 
+def _n_train(retrain: Any, n_train: Any) -> int:
+    """The number of training rows: ``n_train`` (the columns of the scores) must be the
+    retraining's own when it knows it, or the subsets would index other rows than the scores
+    name (fewer columns: a silently wrong LDS; more: an IndexError deep in the retraining)."""
+    own = getattr(retrain, "n_train", None)
+    if n_train is None:
+        n_train = own
+    n_train = _check_int(n_train, "n_train", 2)
+    if own is not None and n_train != own:
+        raise InvalidDataError(
+            f"'scores' has {n_train} columns (training examples) but the retraining has "
+            f"{own} training rows: give one score per training row, in the retraining's "
+            "order.")
+    return n_train
+
+
 def _check_int(value: Any, name: str, low: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low:
         raise InvalidParameterError(f"'{name}' must be an int >= {low}; got {value!r}.")
@@ -355,8 +373,7 @@ def subset_outputs(retrain: Any, n_train: int | None = None, *, alpha: float = 0
     """
     retrain = _check_retrain(retrain)
     goal = _goal(retrain, goal)
-    n_train = n_train if n_train is not None else getattr(retrain, "n_train", None)
-    n_train = _check_int(n_train, "n_train", 2)
+    n_train = _n_train(retrain, n_train)
     if not isinstance(alpha, float | int) or not 0 < alpha < 1:
         raise InvalidParameterError(f"'alpha' must be in (0, 1); got {alpha!r}.")
     n_subsets = _check_int(n_subsets, "n_subsets", 2)
@@ -389,8 +406,7 @@ def loo_outputs(retrain: Any, train_indices: Sequence[int] | np.ndarray, n_train
     differences): the ground truth of :func:`datavalue.evaluate.loo_correlation`."""
     retrain = _check_retrain(retrain)
     goal = _goal(retrain, goal)
-    n_train = n_train if n_train is not None else getattr(retrain, "n_train", None)
-    n_train = _check_int(n_train, "n_train", 2)
+    n_train = _n_train(retrain, n_train)
     n_seeds = _check_int(n_seeds, "n_seeds", 1)
     removed = np.asarray(train_indices)
     if removed.ndim != 1 or removed.size == 0 or removed.dtype.kind not in "iu" or np.any(
@@ -408,4 +424,4 @@ def loo_outputs(retrain: Any, train_indices: Sequence[int] | np.ndarray, n_train
     out = _run_tasks(retrain, tasks, config, cache, n_jobs, backend, ray_address, progress,
                      "leave-one-out").reshape(removed.size + 1, n_seeds, -1).mean(1)
     return LOOOutputs(removed=removed.astype(np.int64), outputs=out[1:], full=out[0],
-                      goal=goal, n_seeds=n_seeds)
+                      goal=goal, n_seeds=n_seeds, n_train=n_train)

@@ -234,6 +234,26 @@ def default_metric(task: str) -> str:
     return "accuracy" if task == "classification" else "r2"
 
 
+def _explain_fit_error(exc: Exception, size: int, n_train: int, model: Any) -> Exception | None:
+    """A clear error for the third-party failures a user meets on the way into a valuation
+    (None: pass the original on). Subsets are the cause of the first: a subset may lack a
+    category that the validation rows have."""
+    text = str(exc)
+    name = type(model).__name__
+    if "unknown categor" in text.lower():
+        return ModelOutputError(
+            f"{name} trained on a subset of {size} of the {n_train} training rows failed: "
+            f"{type(exc).__name__}: {text}. Valuation trains on subsets, which may lack a "
+            "category that the validation rows have: encode with "
+            "OneHotEncoder(handle_unknown='ignore') (or 'infrequent_if_exist').")
+    if "could not convert string to float" in text:
+        return InvalidDataError(
+            f"{name} needs numeric features but 'x_train' holds text ({type(exc).__name__}: "
+            f"{text}). Leave 'model' out (the default model encodes text categories), or pass "
+            "a Pipeline that encodes them (ColumnTransformer with OneHotEncoder).")
+    return None
+
+
 class Utility:
     """Score of ``model`` trained on a subset of the training data, on the validation data.
 
@@ -389,6 +409,35 @@ class Utility:
             self._empty_score = self._constant_score(None)
         return self._empty_score
 
+    def check_learns(self) -> None:
+        """Raise :class:`ModelOutputError` when the model learns nothing from these features:
+        trained on every training row, its continuous outputs (probabilities, decision values
+        or predictions) are the same for every validation row. Then every subset scores alike
+        and values computed from this utility are noise around one number (features whose
+        products overflow, a fit that stops at its starting point). One extra fit, next to the
+        hundreds a valuation makes."""
+        try:
+            model = clone(self.model).fit(self.x_train, self.y_train)
+            for name in ("predict_proba", "decision_function", "predict"):
+                if hasattr(model, name):
+                    out = np.asarray(getattr(model, name)(self.x_valid))
+                    break
+            out = out.astype(np.float64).reshape(len(out), -1)
+        except Exception:  # the valuation's own fits already reported failures
+            return
+        if len(out) >= 2 and np.ptp(out, axis=0).max() == 0:
+            scale = ""
+            if isinstance(self.x_train, np.ndarray) and self.x_train.dtype.kind == "f":
+                scale = (f" The features' largest magnitude is "
+                         f"{float(np.max(np.abs(self.x_train))):.3g}: rescale them if it is "
+                         "far from 1.")
+            raise ModelOutputError(
+                f"{type(self.model).__name__} trained on all {self.n_train} training rows gives "
+                f"the same output for every one of the {len(out)} validation rows: it learns "
+                f"nothing from these features, so no subset scores differently and the values "
+                f"would mean nothing.{scale} Check the model (convergence, regularisation) or "
+                "use another one.")
+
     def fit_model(self, indices: Sequence[int] | np.ndarray) -> Any:
         """A fresh clone of the model fitted on ``x_train[indices]`` (raises on one class)."""
         idx = np.asarray(indices, dtype=np.intp)
@@ -433,7 +482,10 @@ class Utility:
             return score
         except Exception as exc:
             if not self.catch_errors:
-                raise
+                explained = _explain_fit_error(exc, idx.size, self.n_train, self.model)
+                if explained is None:
+                    raise
+                raise explained from exc
             self.n_failures += 1
             if self.first_error is None:
                 self.first_error = f"{type(exc).__name__}: {exc}"

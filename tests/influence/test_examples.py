@@ -229,3 +229,79 @@ def test_multiclass_margin_influence_of_a_torch_network_matches_autograd(setup):
 
     np.testing.assert_allclose(inf.margin_influence(x[:3], y[:3]),
                                -autograd_scores(inf, x, y, margin), rtol=1e-9, atol=1e-15)
+
+
+# ---------------------------------------------------------------- loader order (issue 23)
+@pytest.mark.parametrize("make_sampler", [
+    lambda n: torch.utils.data.SubsetRandomSampler(list(range(n))),
+    lambda n: list(np.random.default_rng(0).permutation(n)),
+    lambda n: torch.utils.data.WeightedRandomSampler([1.0] * n, n),
+], ids=["subset-random", "permutation", "weighted"])
+def test_a_loader_whose_sampler_reorders_is_refused_not_scored_in_its_order(setup,
+                                                                            make_sampler):
+    # Scores are given by dataset index: a sampler's order would silently attach them to other
+    # examples (the sweep found 6 of 6 top examples wrong).
+    net, x, y = setup
+    loader = DataLoader(TensorDataset(x, y), batch_size=16, sampler=make_sampler(len(x)))
+    with pytest.raises(InvalidParameterError, match="sampler.*dataset's indices.*Subset"):
+        _inf(net).fit(loader)
+    with pytest.raises(InvalidParameterError, match="sampler"):
+        dv.TracIn([net], torch.nn.CrossEntropyLoss()).fit(loader)
+
+
+def test_a_custom_batch_sampler_is_refused(setup):
+    net, x, y = setup
+    batches = [list(range(i, min(i + 16, len(x)))) for i in range(0, len(x), 16)][::-1]
+    with pytest.raises(InvalidParameterError, match="custom batch_sampler"):
+        _inf(net).fit(DataLoader(TensorDataset(x, y), batch_sampler=batches))
+
+
+def test_drop_last_is_refused_when_it_drops_and_harmless_when_it_does_not(setup):
+    net, x, y = setup  # 90 examples
+    with pytest.raises(InvalidParameterError, match="drop_last=True.*last 6 example"):
+        _inf(net).fit(DataLoader(TensorDataset(x, y), batch_size=12, drop_last=True))
+    whole = _inf(net).fit(DataLoader(TensorDataset(x, y), batch_size=15, drop_last=True))
+    assert whole.self_influence().shape == (90,)
+    np.testing.assert_array_equal(whole.self_influence(), _inf(net).fit(x, y).self_influence())
+
+
+def test_an_iterable_dataset_that_reshuffles_every_pass_is_refused(setup):
+    net, x, y = setup
+
+    class Reshuffled(torch.utils.data.IterableDataset):
+        def __init__(self):
+            self.epoch = 0
+
+        def __iter__(self):
+            self.epoch += 1
+            order = np.random.default_rng(self.epoch).permutation(len(x))
+            for i in order:
+                yield x[i], y[i]
+
+    with pytest.raises(DatavalueError, match="another order.*shuffles"):
+        # fit's second pass (the curvature) already sees the new order
+        _inf(net, solver="cg").fit(DataLoader(Reshuffled(), batch_size=16)).self_influence()
+
+
+def test_an_iterable_dataset_in_a_fixed_order_is_still_scored(setup):
+    net, x, y = setup
+    ref = _inf(net).fit(x, y)
+    it = _inf(net).fit(DataLoader(Stream(x, y), batch_size=16))
+    np.testing.assert_allclose(it.self_influence(), ref.self_influence(), rtol=1e-10)
+
+
+def test_class_index_targets_of_shape_b_by_1_are_read_as_b(setup):
+    # A DataLoader of one-element label lists collates to (b, 1): torch's loss failed with
+    # an AssertionError that named nothing.
+    net, x, y = setup
+    ref = _inf(net).fit(x, y).self_influence()
+    col = _inf(net).fit(DataLoader(TensorDataset(x, y[:, None]), batch_size=16))
+    np.testing.assert_array_equal(col.self_influence(), ref)
+
+
+def test_an_elementwise_loss_with_class_index_targets_is_refused(setup):
+    # MSELoss broadcasts (b, 2) outputs against (b,) class indices with only a warning.
+    net, x, y = setup
+    with pytest.raises(DatavalueError, match="MSELoss compares outputs and targets entry by "
+                                             "entry.*CrossEntropyLoss"):
+        dv.InfluenceFunction(net, torch.nn.MSELoss(), damping=1e-3, solver="cg").fit(x, y)

@@ -742,3 +742,24 @@ def test_lissa_reports_progress_inside_a_solve():
     assert len(seen) >= 10 and seen == sorted(seen) and 0 < seen[-1] <= 1.0
     np.testing.assert_allclose(x.numpy(), np.linalg.solve(h.numpy(), np.ones((6, 2))).T,
                                rtol=1e-6)
+
+
+def test_the_exact_solver_estimates_its_memory_before_allocating():
+    # The sweep: a 50k-parameter exact solve with max_params raised grew to 24 GB and was
+    # killed. The peak (about four p x p matrices) is compared with the available memory
+    # first; nothing is built (the matvec would fail the test if it were called).
+    from datavalue._validation import available_memory
+
+    def never(v):
+        raise AssertionError("the dense matrix was being built")
+
+    p = 3_000_000  # 4 * 8 * p^2 = 262 TiB: more than any machine running this test
+    op = HessianOperator(n_params=p, matvec=never)
+    free = available_memory()
+    if free is None:
+        pytest.skip("this platform does not report its available memory")
+    with pytest.raises(InvalidParameterError, match="only .* of memory is available.*cg"):
+        make_solver("exact", max_params=10 * p).fit(op, 0.1)
+    with pytest.raises(InvalidParameterError, match=r"'max_params'=20000.*solver_options="
+                                                    r"\{'max_params': 3000000\}"):
+        make_solver("exact").fit(op, 0.1)

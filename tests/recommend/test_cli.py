@@ -108,3 +108,19 @@ def test_recommend_on_the_builtin_movielens_log(movielens_file, monkeypatch, cap
                  "--explain", "--factors", "4"]) == 0
     text = capsys.readouterr().out
     assert "100,004 ratings" in text and "because you rated" in text
+
+
+@pytest.mark.parametrize("content", [b"", bytes(range(256)) * 4, b"PK\x03\x04 not a zip"],
+                         ids=["empty", "random-bytes", "broken-zip"])
+def test_a_model_or_log_file_that_is_not_one_is_a_one_line_error(ratings_csv, tmp_path, capsys,
+                                                                 content):
+    # The sweep: random bytes as --model printed numpy's advice to unpickle them.
+    bad = tmp_path / "model.npz"
+    bad.write_bytes(content)
+    assert main(["recommend", *_args(ratings_csv), "--user", "C-0009", "--model",
+                 str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "is not a datavalue recommender model" in err and len(err.strip().splitlines()) == 1
+    assert main(["recommend", "--data", str(bad), "--user", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "is not a ratings file" in err and "pickle" not in err

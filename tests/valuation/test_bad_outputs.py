@@ -208,3 +208,104 @@ def test_ridge_model_still_works_at_normal_scale(reg):
 def test_data_oob_names_predictions_of_the_wrong_length(clf):
     with pytest.raises(ModelOutputError, match="one value per row"):
         dv.DataOOB(model=ShortClassifier(), n_estimators=5, progress=False).fit(*clf[:2])
+
+
+# ---------------------------------------------------------------------- issue 23 sweep
+@pytest.fixture(scope="module")
+def huge():
+    """Breast cancer features times 1e300: products overflow, LogisticRegression stops at its
+    first iteration and learns nothing (every value came out 0 with status "completed")."""
+    ds = dv.load_dataset("breast_cancer", random_state=0)
+    return ds.x_train[:30] * 1e300, ds.y_train[:30], ds.x_valid * 1e300, ds.y_valid
+
+
+@pytest.mark.parametrize("make", [
+    lambda: dv.LOO(),
+    lambda: dv.TMCShapley(max_permutations=3, progress=False),
+    lambda: dv.BetaShapley(max_permutations=3, progress=False),
+    lambda: dv.DataBanzhaf(max_subsets=20, progress=False),
+], ids=["loo", "tmc", "beta", "banzhaf"])
+def test_a_model_that_learns_nothing_is_an_error_before_the_run(huge, make):
+    with pytest.raises(ModelOutputError, match="same output for every one of the 114 "
+                                               "validation rows.*largest magnitude is 6.*e\\+300"):
+        make().fit(*huge)
+
+
+def test_the_exact_methods_refuse_a_model_that_learns_nothing(huge):
+    x, y, xv, yv = huge
+    with pytest.raises(ModelOutputError, match="learns nothing"):
+        rows = np.r_[np.flatnonzero(y == 0)[:4], np.flatnonzero(y == 1)[:4]]
+        dv.ExactShapley().fit(x[rows], y[rows], xv, yv)
+
+
+def test_methods_that_multiply_features_refuse_overflowing_magnitudes(huge):
+    x, y, xv, yv = huge
+    with pytest.raises(InvalidDataError, match="'x_train' holds values up to 6.*e\\+300.*"
+                                               "G-Shapley.*Rescale"):
+        dv.GShapley(max_permutations=2, progress=False).fit(x, y, xv, yv)
+    torch = pytest.importorskip("torch")  # noqa: F841 - influence needs it
+    model = LogisticRegression().fit(x, y)
+    with pytest.raises(InvalidDataError, match="'x_train' holds values up to .*influence"):
+        dv.InfluenceFunction(model).fit(x, y)
+
+
+def test_a_model_that_learns_is_not_mistaken_for_one_that_does_not(clf):
+    # LOO values of a model that learns may all be 0 (no single row changes a prediction):
+    # that is an answer, not an error.
+    v = dv.LOO().fit(*clf)
+    assert v.result_.status == "completed"
+
+
+def test_the_default_model_encodes_text_categories_of_a_dataframe():
+    # The sweep: "could not convert string to float" from deep inside scikit-learn.
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=40)
+    df = pd.DataFrame({"a": a, "c": np.where(a > 0, "hi", "lo")})
+    y = (a + 0.3 * rng.normal(size=40) > 0).astype(int)
+    v = dv.LOO().fit(df, y, df, y)
+    assert v.values_.shape == (40,) and np.isfinite(v.values_).all()
+    with pytest.raises(InvalidDataError, match="LogisticRegression needs numeric features.*"
+                                               "text.*OneHotEncoder"):
+        dv.LOO(model=LogisticRegression()).fit(df, y, df, y)
+
+
+def test_a_category_missing_from_a_subset_names_the_subset_and_the_fix():
+    import pandas as pd
+    from sklearn.compose import make_column_transformer
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame({"a": rng.normal(size=60), "c": list("uvw" * 19) + ["z", "z", "q"]})
+    y = rng.integers(0, 2, 60)
+    pipe = make_pipeline(make_column_transformer((OneHotEncoder(handle_unknown="error"), ["c"]),
+                                                 remainder="passthrough"), LogisticRegression())
+    with pytest.raises(ModelOutputError, match="subset of .* of the 60 training rows failed.*"
+                                               "unknown categories.*handle_unknown='ignore'"):
+        dv.TMCShapley(model=pipe, max_permutations=2, progress=False).fit(df, y, df, y)
+
+
+def test_a_dataframe_column_of_lists_is_named():
+    import pandas as pd
+
+    df = pd.DataFrame({"a": np.arange(20.0), "tags": [[1, 2]] * 20})
+    with pytest.raises(InvalidDataError, match="Column 'tags' of 'x_train' holds lists"):
+        dv.DataOOB(n_estimators=5).fit(df, np.arange(20) % 2)
+
+
+def test_an_infinite_cell_is_reported_as_one_cell_of_its_column():
+    # The sweep: one inf cell became "'x_train' contains 64 NaN or infinite value(s), in
+    # row(s) 0, 1, 2, ..." once standardization had spread it over the column.
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame({"a": rng.normal(size=80), "b": ["x", "y"] * 40,
+                       "label": rng.integers(0, 2, 80)}, index=np.arange(100, 180))
+    df.loc[105, "a"] = np.inf
+    with pytest.raises(InvalidDataError, match=r"Column 'a' of 'X' holds 1 infinite value\(s\), "
+                                               r"in row\(s\) 105\."):
+        dv.Dataset.from_arrays(df[["a", "b"]], df["label"])
+    with pytest.raises(InvalidDataError, match="Column 'a' of 'x_train' holds 1 infinite"):
+        dv.DataOOB(n_estimators=5).fit(df[["a", "b"]], df["label"])

@@ -464,3 +464,20 @@ def test_a_damaged_checkpoint_is_refused_with_a_clear_error(tmp_path):
         with pytest.raises(InvalidParameterError, match="damaged"):
             TMCShapley(checkpoint=str(ck), resume=True,
                        **{**kw, "max_permutations": 12}).fit_utility(game)
+
+
+def test_resuming_with_a_smaller_budget_is_refused_not_answered_with_the_larger_run(tmp_path):
+    # The sweep: --budget 8 --resume on a 16-sample checkpoint printed max_permutations=8 and
+    # returned the 16-sample values.
+    game = random_game(6, seed=11)
+    kw = dict(truncation_tol=None, round_size=4, n_jobs=1, progress=False, random_state=2)
+    ck = tmp_path / "run.ckpt"
+    TMCShapley(max_permutations=16, checkpoint=str(ck), checkpoint_every=0.0,
+               **kw).fit_utility(game)
+    with pytest.raises(InvalidParameterError, match="holds 16 samples, more than this run's "
+                                                     "budget of 8.*at least 16"):
+        TMCShapley(max_permutations=8, checkpoint=str(ck), resume=True, **kw).fit_utility(game)
+    same = TMCShapley(max_permutations=16, checkpoint=str(ck), resume=True, **kw)
+    np.testing.assert_array_equal(
+        same.fit_utility(game).values_,
+        TMCShapley(max_permutations=16, **kw).fit_utility(game).values_)

@@ -17,7 +17,9 @@ guided demo.
 Methods and models come from the registries :data:`datavalue.METHODS` and
 :data:`datavalue.MODELS`, so a new method is on the command line as soon as it is registered.
 Every error we raise on purpose (:class:`datavalue.DatavalueError`) and every file error is
-printed as one line, ``datavalue: error: <message>``, with exit code 2.
+printed as one line, ``datavalue: error: <message>``, with exit code 2. Any other exception
+(a bug, or bad input a check missed) is printed the same way with its type and exit code 1;
+``--debug`` (before the command) shows the Python traceback instead.
 """
 
 from __future__ import annotations
@@ -65,6 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
         "Run 'datavalue COMMAND --help' for the options of each command.",
     )
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the Python traceback of an error instead of one line")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     # Each command's function is taken from this module's namespace when the parser is built,
@@ -106,10 +110,18 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
     except DatavalueError as exc:
+        if args.debug:
+            raise
         message = _one_line(str(exc))
     except Exception as exc:
-        if not _is_file_error(exc):
+        if args.debug:
             raise
+        if not _is_file_error(exc):
+            # Not an error we raise on purpose: still one line, never a traceback for a user;
+            # exit code 1 tells it apart from a refused input.
+            print(f"{PROG}: error: {_one_line(f'{type(exc).__name__}: {exc}')} (unexpected; "
+                  f"run '{PROG} --debug ...' for the traceback and report it)", file=sys.stderr)
+            return 1
         message = _one_line(_file_error(exc))
     print(f"{PROG}: error: {message}", file=sys.stderr)
     return 2

@@ -46,8 +46,8 @@ def add_parser(sub: Any, fmt: Any) -> argparse.ArgumentParser:
                    "the data set's columns and its target column (raw values: they are encoded "
                    "and scaled like the data). Required.")
     g.add_argument("--id-column", metavar="NAME",
-                   help="column of the candidates CSV holding their row ids (default: row "
-                   "numbers).")
+                   help="column holding the row ids, in the candidates CSV and in a --data "
+                   "CSV (never a feature; default: row numbers).")
     g.add_argument("--method", default="influence", metavar="NAME",
                    help=f"one of {', '.join(CANDIDATE_METHODS)}. Default: influence.")
     g.add_argument("--model", default="logreg", metavar="NAME",
@@ -85,6 +85,9 @@ def _read_candidates(path: str, ds: Any, target: str | None, id_column: str | No
     import pandas as pd
 
     frame = pd.read_csv(p)
+    if frame.empty:
+        raise InvalidDataError(f"The candidates file {path!r} (--candidates) has no rows (only a "
+                               "header line?): give at least one candidate.")
     name = target
     if name is None:
         raise InvalidParameterError(
@@ -134,7 +137,9 @@ def _cmd_augment(args: argparse.Namespace) -> int:
         raise InvalidParameterError(f"--top must be a positive number. Got {args.top}.")
     if args.out is not None:
         check_output_folder(args.out, what="--out")
-    ds = _load_args_data(args)
+    # The id column names rows of the data CSV too: left in, it would be one-hot encoded.
+    data_csv = str(args.data).lower().endswith(".csv")
+    ds = _load_args_data(args, id_column=args.id_column if data_csv else None)
     xc, yc, ids = _read_candidates(args.candidates, ds, args.target, args.id_column)
     model = make_model(args.model, ds.task, args.seed)
     res = value_candidates(ds.x_train, ds.y_train, xc, yc, ds.x_valid, ds.y_valid,

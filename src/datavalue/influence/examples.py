@@ -58,16 +58,41 @@ def ordered_loader(data: Any, name: str, batch_size: int = 256) -> tuple[Any, bo
     if not isinstance(data, DataLoader):
         return (DataLoader(data, batch_size=batch_size, shuffle=False),
                 not isinstance(data, IterableDataset))
+    if getattr(data, "drop_last", False) and data.batch_size:
+        size = len(data.dataset) if hasattr(data.dataset, "__len__") else None
+        dropped = None if size is None else size % data.batch_size
+        if dropped != 0:  # nothing is dropped when the batches divide the data exactly
+            raise InvalidParameterError(
+                f"'{name}' is a DataLoader with drop_last=True, which leaves out the last "
+                f"{dropped if dropped is not None else 'few'} example(s): influence needs every "
+                "example. Give a loader with drop_last=False (or its dataset).")
     sampler = data.sampler
+    if data.batch_sampler is not None and not isinstance(data.batch_sampler, BatchSampler):
+        raise InvalidParameterError(
+            f"'{name}' is a DataLoader with a custom batch_sampler "
+            f"({type(data.batch_sampler).__name__}): scores must refer to the dataset's "
+            "indices, so give the dataset itself or a loader that reads it in order (no "
+            "sampler, shuffle=False); for a part of it use torch.utils.data.Subset.")
     if isinstance(data.batch_sampler, BatchSampler):
         sampler = data.batch_sampler.sampler
     if isinstance(sampler, RandomSampler):
         raise InvalidParameterError(
             f"'{name}' is a DataLoader with shuffle=True: influence scores refer to examples by "
             "position, so give the loader without shuffling (or its dataset).")
-    # Positions are dataset indices only when the loader reads the dataset in order.
-    return data, (not isinstance(data.dataset, IterableDataset)
-                  and isinstance(sampler, SequentialSampler))
+    if not isinstance(data.dataset, IterableDataset) and not isinstance(sampler,
+                                                                         SequentialSampler):
+        # A sampler (SubsetRandomSampler, a permutation, a weighted sampler) reorders or
+        # repeats examples: position i of the loader is not dataset[i], and scores given in the
+        # loader's order would silently name the wrong training examples.
+        raise InvalidParameterError(
+            f"'{name}' is a DataLoader with a sampler ({type(sampler).__name__}): scores must "
+            "refer to "
+            "the dataset's indices, so give the dataset itself or a loader that reads it in "
+            "order (no sampler, shuffle=False); for a part of it use "
+            "torch.utils.data.Subset(dataset, indices).")
+    # An IterableDataset has no indices: positions are the order of its first pass, and every
+    # later pass is checked to give the same examples in the same order (StreamedExamples).
+    return data, (not isinstance(data.dataset, IterableDataset))
 
 
 def split_batch(batch: Any, batch_fn: Callable | None, name: str) -> tuple[Any, Any]:
@@ -224,9 +249,25 @@ class StreamedExamples(Examples):
         self._fingerprint = h.hexdigest()
 
     def _batches(self) -> Iterator[tuple[Any, Any]]:
+        # An IterableDataset has no indices, so positions are the order of its first pass; a
+        # later pass that reorders (a shuffle per epoch) would silently attach scores to other
+        # examples. Each of its passes is hashed as the first was and refused when it differs
+        # (hashing costs far less than the gradients computed on the same pass).
+        check = not self._indexable and self.n >= 0
+        h = hashlib.sha256() if check else None
         for batch in self.loader:
             x, y = split_batch(batch, self.batch_fn, self.name)
-            yield self.prepare(x, y)
+            x, y = self.prepare(x, y)
+            if h is not None:
+                _hash_tensor(h, x)
+                _hash_tensor(h, y)
+            yield x, y
+        if h is not None and h.hexdigest() != self._fingerprint:
+            raise InvalidDataError(
+                f"'{self.name}' gave its examples in another order (or other examples) on this "
+                "pass than on the first: an IterableDataset that shuffles or augments on every "
+                "pass cannot be attributed, since scores refer to examples by position. Give "
+                "it a fixed order (no shuffling) while influence is computed.")
 
     def blocks(self, batch_size: int) -> Iterator[tuple[slice, Any, Any]]:
         import torch

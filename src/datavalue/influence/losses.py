@@ -68,10 +68,28 @@ class _UserLoss:
     loss with ``reduction="mean"``, ``"sum"`` or ``"none"`` gives the same per-example values.
     """
 
+    #: torch losses that compare outputs and targets entry by entry: torch broadcasts targets
+    #: of another shape with only a warning (MSELoss of (b, 10) outputs and (b,) class indices
+    #: gives finite, meaningless losses), so the shapes are checked here.
+    ELEMENTWISE = frozenset({"MSELoss", "L1Loss", "SmoothL1Loss", "HuberLoss", "BCELoss",
+                             "BCEWithLogitsLoss", "mse_loss", "l1_loss", "smooth_l1_loss",
+                             "huber_loss", "binary_cross_entropy",
+                             "binary_cross_entropy_with_logits"})
+
     def __init__(self, loss: Callable[[Tensor, Tensor], Tensor]) -> None:
         self.loss = loss
+        name = getattr(loss, "__name__", type(loss).__name__)
+        self._elementwise = name if name in self.ELEMENTWISE else None
 
     def one(self, out: Tensor, y: Tensor) -> Tensor:
+        if self._elementwise and out.shape != y.shape and out.numel() != y.numel():
+            from ..exceptions import InvalidDataError
+
+            raise InvalidDataError(
+                f"The loss {self._elementwise} compares outputs and targets entry by entry, but "
+                f"one example's model output has shape {tuple(out.shape)} and its target "
+                f"{tuple(y.shape)}. For class-index targets use CrossEntropyLoss; for "
+                "regression give targets shaped like the outputs.")
         return self.loss(out.unsqueeze(0), y.unsqueeze(0)).sum()
 
     def __call__(self, out: Tensor, y: Tensor) -> Tensor:

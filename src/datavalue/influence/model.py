@@ -266,6 +266,11 @@ def _prepare_torch(x, y, x_name, y_name, dtype, device) -> tuple[Tensor, Tensor]
             f"'{y_name}' has {yt.shape[0] if yt.ndim else 0} entries but '{x_name}' has "
             f"{xt.shape[0]} rows; they must have the same length."
         )
+    if yt.ndim == 2 and yt.shape[1] == 1 and not yt.is_floating_point():
+        # Class indices collated as (b, 1) (a DataLoader of one-element label lists or a
+        # column vector): torch's classification losses want (b,) and fail with an
+        # AssertionError that does not say which argument is wrong.
+        yt = yt[:, 0]
     for t, name in ((xt, x_name), (yt, y_name)):
         if t.is_floating_point() and not bool(torch.isfinite(t).all()):
             raise InvalidDataError(f"'{name}' contains NaN or infinite values.")
@@ -277,9 +282,10 @@ def _prepare_torch(x, y, x_name, y_name, dtype, device) -> tuple[Tensor, Tensor]
 
 
 def _prepare_sklearn(model: InfluenceModel, x, y, x_name, y_name) -> tuple[Tensor, Tensor]:
-    from .._validation import check_features, check_target
+    from .._validation import check_features, check_magnitude, check_target
 
     xa = check_features(x, x_name)
+    check_magnitude(xa, x_name, "influence (gradients and the Hessian)")
     n_features = model.module.in_features
     if xa.shape[1] != n_features:
         raise InvalidDataError(

@@ -600,12 +600,19 @@ def load_model(path: Any, ratings: Ratings) -> MatrixFactorization:
     p = Path(path)
     if not p.is_file():
         raise InvalidParameterError(f"The model file {str(p)!r} does not exist.")
-    with np.load(p, allow_pickle=False) as f:
-        try:
+    import zipfile
+
+    try:
+        with np.load(p, allow_pickle=False) as f:
             meta = json.loads(str(f["meta"]))
             arrays = {k: f[k] for k in f.files}
-        except (KeyError, ValueError) as exc:
-            raise InvalidDataError(f"{str(p)!r} is not a datavalue recommender model.") from exc
+    except (KeyError, ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise InvalidDataError(
+            f"{str(p)!r} is not a datavalue recommender model (the model.npz that 'datavalue "
+            f"unlearn --out' writes, or recommend.model_bytes): {type(exc).__name__}."
+        ) from exc
+    if not isinstance(meta, dict):
+        raise InvalidDataError(f"{str(p)!r} is not a datavalue recommender model.")
     if meta.get("format") != "datavalue-mf":
         raise InvalidDataError(f"{str(p)!r} is not a datavalue recommender model.")
     if not (np.array_equal(arrays["user_ids"], ratings.user_ids.astype(str))

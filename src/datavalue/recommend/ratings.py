@@ -340,7 +340,17 @@ def load_ratings(name: str | os.PathLike = "movielens", *, n_users: int | None =
     if path.suffix.lower() == ".csv":
         r = Ratings.from_csv(path)
     else:
-        with np.load(path) as f:
+        import zipfile
+
+        try:
+            f = np.load(path, allow_pickle=False)
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+            raise InvalidDataError(f"{str(path)!r} is not a ratings file (an .npz of arrays "
+                                   f"user, item, rating): {type(exc).__name__}.") from exc
+        if not hasattr(f, "files"):
+            raise InvalidDataError(f"{str(path)!r} is one array, not a ratings file (an .npz of "
+                                   "arrays user, item, rating).")
+        with f:
             needed = {"user", "item", "rating"}
             if not needed <= set(f.files):
                 raise InvalidDataError(f"{str(path)!r} is not a ratings file: it lacks "

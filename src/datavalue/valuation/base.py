@@ -56,11 +56,21 @@ class FitFailures:
         return {"n_failed_fits": self.failed}
 
 
-def default_model(task: str) -> Any:
-    """Logistic regression for classification, ridge regression for regression."""
+def default_model(task: str, data: FitData | None = None) -> Any:
+    """Logistic regression for classification, ridge regression for regression; for ``data``
+    that are not finite numbers (text categories, missing values, sparse), preceded by the
+    default preprocessing (:func:`datavalue.fitdata.default_preprocessor`), so a DataFrame is
+    valued as it comes instead of failing deep inside scikit-learn."""
     from sklearn.linear_model import LogisticRegression, Ridge
 
-    return LogisticRegression(max_iter=1000) if task == "classification" else Ridge()
+    model = LogisticRegression(max_iter=1000) if task == "classification" else Ridge()
+    if data is not None and not data.is_numeric:
+        from sklearn.pipeline import make_pipeline
+
+        from ..fitdata import default_preprocessor
+
+        return make_pipeline(default_preprocessor(data.x_train), model)
+    return model
 
 
 class Valuator(BaseEstimator):

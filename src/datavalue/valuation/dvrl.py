@@ -65,7 +65,7 @@ from typing import Any, ClassVar
 import numpy as np
 from sklearn.base import clone
 
-from .._validation import PREPROCESSOR, Interval, Options
+from .._validation import PREPROCESSOR, Interval, Options, check_magnitude
 from ..checkpoint import load_checkpoint, save_checkpoint
 from ..data import fingerprint_arrays
 from ..exceptions import InvalidModelError, InvalidParameterError, ModelOutputError
@@ -418,6 +418,9 @@ class DVRL(Valuator):
         data = self._check_data(x_train, y_train, x_valid, y_valid,
                                 allow_missing=_imputes(self.preprocessor))
         data = data.numeric(self.preprocessor, owner="DVRL")
+        check_magnitude(data.x_train, "x_train", "DVRL")
+        if data.x_valid is not None:
+            check_magnitude(data.x_valid, "x_valid", "DVRL")
         metric = self._resolve_metric(data.task)
         self._check_predictor(data.task, metric)
         torch = _import_torch()

@@ -108,7 +108,7 @@ class _ExactBase(Valuator):
                 f"{data.n_train} rows, at most {MAX_EXACT_PLAYERS} are allowed. Use the Monte "
                 "Carlo methods (TMCShapley, BetaShapley, DataBanzhaf) for more data."
             )
-        model = default_model(data.task) if self.model is None else self.model
+        model = default_model(data.task, data) if self.model is None else self.model
         utility = Utility.from_data(model, data, self.metric or default_metric(data.task),
                                     catch_errors=self.catch_errors)
         return self._fit_game(utility, data, start)
@@ -128,6 +128,8 @@ class _ExactBase(Valuator):
 
     def _fit_game(self, game: Game, data: FitData, start: float):
         n = game.n_players
+        if hasattr(game, "check_learns"):  # a Utility: refuse a model that learns nothing
+            game.check_learns()
         scores, failures = _subset_scores(game, n_jobs=self.n_jobs, progress=self.progress)
         values = exact_semivalue(scores, n, self._weight())
         self.subset_scores_ = scores

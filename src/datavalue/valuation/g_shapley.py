@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from .._validation import N_JOBS, PREPROCESSOR, Interval, Options
+from .._validation import N_JOBS, PREPROCESSOR, Interval, Options, check_magnitude
 from ..exceptions import InvalidDataError, InvalidModelError
 from ..fitdata import imputes as _imputes
 from ..utility import resolve_metric
@@ -238,6 +238,9 @@ class GShapley(SemivalueValuation):
         data = self._check_data(x_train, y_train, x_valid, y_valid,
                                 allow_missing=_imputes(self.preprocessor))
         data = data.numeric(self.preprocessor, owner="GShapley")
+        check_magnitude(data.x_train, "x_train", "G-Shapley")
+        if data.x_valid is not None:
+            check_magnitude(data.x_valid, "x_valid", "G-Shapley")
         if data.task != "classification":
             raise InvalidDataError(
                 "GShapley supports classification only; 'y_train' looks like regression "

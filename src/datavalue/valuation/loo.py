@@ -84,9 +84,10 @@ class LOO(Valuator):
         if self.model is not None:
             self._check_model(self.model)
         data = self._check_data(x_train, y_train, x_valid, y_valid, model=self.model)
-        model = default_model(data.task) if self.model is None else self.model
+        model = default_model(data.task, data) if self.model is None else self.model
         utility = Utility.from_data(model, data, self.metric or default_metric(data.task),
                                     catch_errors=self.catch_errors)
+        utility.check_learns()  # before the n fits, not after
         full = utility.full_score()
         n = data.n_train
         # Blocks of points per task amortise the dispatch cost of joblib.

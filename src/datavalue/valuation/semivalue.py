@@ -297,6 +297,14 @@ def run_semivalue(
     # An exact upper bound on the samples drawn: the last round (and task) is cut short there,
     # and the criterion is checked at its end as at the end of every whole round.
     limit = stopping.max_samples()
+    if limit is not None and n_samples > limit:
+        # The checkpoint already holds more samples than this run may draw: its values are not
+        # those of a run with this budget, and samples cannot be taken back out of the sums.
+        raise InvalidParameterError(
+            f"The 'checkpoint' file {checkpoint!r} holds {n_samples} samples, more than this "
+            f"run's budget of {limit} ({stopping}): a finished run cannot be shortened. Resume "
+            f"with a budget of at least {n_samples}, or give another checkpoint file to start "
+            "over with the smaller budget.")
 
     def stream(first: int) -> Any:
         """Tasks from sample ``first`` on, until a round's check says stop (or the bound).
@@ -453,7 +461,7 @@ class SemivalueValuation(Valuator):
         if self.model is not None:
             self._check_model(self.model)
         data = self._check_data(x_train, y_train, x_valid, y_valid, model=self.model)
-        model = default_model(data.task) if self.model is None else self.model
+        model = default_model(data.task, data) if self.model is None else self.model
         utility = Utility.from_data(
             model, data, self.metric or default_metric(data.task),
             catch_errors=self.catch_errors, cache_size=self.cache_size,
@@ -483,6 +491,8 @@ class SemivalueValuation(Valuator):
     def _run(self, game: Game, sampler: Sampler, data: FitData, start: float,
              extra: dict[str, Any] | None = None):
         """Run the engine with this estimator's settings; store ``values_`` and ``result_``."""
+        if hasattr(game, "check_learns"):  # a Utility: refuse a model that learns nothing
+            game.check_learns()
         outcome = run_semivalue(
             game, sampler, self._stopping(game.n_players),
             random_state=self.random_state, n_jobs=self.n_jobs, backend=self.backend,

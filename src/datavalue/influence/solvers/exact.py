@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
-from ..._validation import Interval
+from ..._validation import Interval, available_memory
 from ...exceptions import (
     InvalidDataError,
     InvalidParameterError,
@@ -49,11 +49,25 @@ class ExactSolver(Solver):
 
     def _fit(self, op: HessianOperator, damping: float) -> None:
         p = op.n_params
+        item = torch.empty((), dtype=op.dtype).element_size()
+        # Peak: the matrix, its symmetrised copy, and the Cholesky factor (or eigenvectors and
+        # LAPACK's workspace): about four p x p matrices at once.
+        peak = 4 * p * p * item
         if p > self.max_params:
             raise InvalidParameterError(
-                f"The exact solver needs the dense {p} x {p} Hessian ({8 * p * p / 2**30:.1f} GiB"
-                f" in float64), more than its 'max_params'={self.max_params} allows. Raise "
-                "max_params or use the cg, arnoldi or ekfac solver."
+                f"The exact solver needs the dense {p} x {p} Hessian, about {_gib(peak)} at its "
+                f"peak in {op.dtype}, more than its 'max_params'={self.max_params} allows. Use "
+                "solver='cg', 'arnoldi' or 'ekfac' (memory linear in the parameters), restrict "
+                "the parameters (params=[last layer]), or raise the limit with "
+                f"solver_options={{'max_params': {p}}} if {_gib(peak)} fits in memory."
+            )
+        free = available_memory()
+        if free is not None and peak > free:
+            raise InvalidParameterError(
+                f"The exact solver needs the dense {p} x {p} Hessian, about {_gib(peak)} at its "
+                f"peak in {op.dtype}, but only {_gib(free)} of memory is available: it would be "
+                "killed. Use solver='cg', 'arnoldi' or 'ekfac' (memory linear in the "
+                "parameters), or restrict the parameters (params=[last layer])."
             )
         if op.dense is not None:
             h = op.dense().to(dtype=op.dtype, device=op.device)
@@ -101,3 +115,7 @@ class ExactSolver(Solver):
         if self._chol is not None:
             return torch.cholesky_solve(v.T, self._chol).T
         return ((v @ self._u) * self._inv_w) @ self._u.T
+
+
+def _gib(n: float) -> str:
+    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"
