@@ -243,7 +243,9 @@ def test_methods_that_multiply_features_refuse_overflowing_magnitudes(huge):
     with pytest.raises(InvalidDataError, match="'x_train' holds values up to 6.*e\\+300.*"
                                                "G-Shapley.*Rescale"):
         dv.GShapley(max_permutations=2, progress=False).fit(x, y, xv, yv)
-    torch = pytest.importorskip("torch")  # noqa: F841 - influence needs it
+    torch = pytest.importorskip("torch")  # noqa: F841 - influence and DVRL need it
+    with pytest.raises(InvalidDataError, match="'x_train' holds values up to .*DVRL"):
+        dv.DVRL(n_iterations=2, progress=False).fit(x, y, xv, yv)
     model = LogisticRegression().fit(x, y)
     with pytest.raises(InvalidDataError, match="'x_train' holds values up to .*influence"):
         dv.InfluenceFunction(model).fit(x, y)
