@@ -8,11 +8,11 @@ Data: ``shared/data/digits.npz`` split as ``datavalue attack`` splits it (seed 0
 and 359 test digits, standardized pixels). Targets: test digits the model classifies correctly,
 drawn at random (seeded). For each target and each count n in 1, 2, 5, 10:
 
-* **attack** (:func:`datavalue.influence.training_set_attack`): the n training digits with the
+* **attack** (:func:`datavalue.attribution.training_set_attack`): the n training digits with the
   largest ``|I_pert,loss|`` move by signed steps of 0.2 grey levels, at most 2 of the 16 grey
   levels per pixel (``--epsilon 0.125``, the command's default) and inside 0..16, the model
   re-fitted after every step, for at most 20 steps;
-* **random** (:func:`datavalue.influence.random_perturbation`): n random training digits, every
+* **random** (:func:`datavalue.attribution.random_perturbation`): n random training digits, every
   pixel moved by +-2 grey levels (random signs, clipped), one re-fit.
 
 Success rate: the share of targets whose prediction changed. Models: the command's
@@ -41,8 +41,8 @@ COUNTS = (1, 2, 5, 10)
 
 def run_model(name: str, n_targets: int, max_steps: int, counts: tuple[int, ...]) -> dict:
     import datavalue as dv
+    from datavalue.attribution.applications.attack import random_perturbation, training_set_attack
     from datavalue.cli.attack import _box, _train_model
-    from datavalue.influence.attack import random_perturbation, training_set_attack
 
     ds = dv.load_dataset("digits", random_state=0)
     t0 = time.perf_counter()

@@ -26,7 +26,7 @@ scikit-learn in the same worker:
 No peer library values a candidate pool against a fixed training set (pyDVL and OpenDataVal
 value training points; their KNN-Shapley would have to be re-run on train + each candidate).
 
-**Addition curves.** The pools of ``tests/test_augment.py`` (200 training digits; 300 new
+**Addition curves.** The pools of ``tests/actions/test_augment.py`` (200 training digits; 300 new
 digits with their labels and 300 mirrored or noisy ones with labels they no longer show; 3
 seeds): the test accuracy of a logistic regression retrained with the top, the bottom and a
 random share of the pool, for each ranking; saved as ``docs/figures/addition-curves.png``.
@@ -173,9 +173,10 @@ def curves(seeds: int) -> tuple[str, list[dict]]:
     import pandas as pd
     from sklearn.linear_model import LogisticRegression
 
-    sys.path.insert(0, str(ROOT / "tests"))
-    import datavalue as dv
+    sys.path.insert(0, str(ROOT / "tests" / "actions"))
     from test_augment import _digits_pool
+
+    import datavalue as dv
 
     fractions = [0.0, 0.1, 0.25, 0.5, 0.75, 1.0]
     frames = []

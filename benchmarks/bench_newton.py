@@ -6,7 +6,7 @@ For each case, every training point is removed in turn and the model refitted (s
 tight tolerance); the actual change of every test loss is compared with
 ``InfluenceFunction.influence(order="first")`` (Koh & Liang's first order) and
 ``order="newton"`` (one Newton step without the point, the test losses evaluated at the new
-parameters; :mod:`datavalue.influence.newton`). Pearson over all (test, train) pairs and, as in
+parameters; :mod:`datavalue.attribution.newton`). Pearson over all (test, train) pairs and, as in
 Koh & Liang's Fig. 2, over the 50 largest |actual| changes of each test point; time of each
 score matrix (fit excluded; median of 3).
 

@@ -70,7 +70,7 @@ def child(case: str, form: str, rows: int) -> dict:
     import pandas as pd
 
     import datavalue as dv
-    from datavalue.fitdata import default_preprocessor
+    from datavalue.data.fitdata import default_preprocessor
 
     frame, y = pd.read_pickle(_data(rows))
     xt, yt, xv, yv = frame.iloc[:rows], y[:rows], frame.iloc[rows:], y[rows:]

@@ -17,7 +17,7 @@ standardised)
     models, each trained the same way on a random half of the training set (dattri's
     ``models_half``); TRAK-k uses the first k.
 
-Ground truth (``datavalue.retrain``, cached in ``benchmarks/.cache/tracing``)
+Ground truth (``datavalue.evaluate.retrain``, cached in ``benchmarks/.cache/tracing``)
     LDS: 50 random halves (alpha 0.5), each retrained with 3 seeds (outputs averaged), test
     loss as the output (dattri's LDS target is minus the loss); the mean over test images of
     the Spearman correlation. LOO: 100 random training images, each left out and the model
@@ -150,7 +150,7 @@ def ground_truth(case_file: Path, args) -> tuple[Any, Any, float]:
     import torch
 
     import datavalue as dv
-    from datavalue.retrain import loo_outputs, subset_outputs
+    from datavalue.evaluate.retrain import loo_outputs, subset_outputs
 
     case = tc.load_case(case_file)
     kind = case["kind"]

@@ -4,7 +4,7 @@ The protocol (Jiang et al., "OpenDataVal", NeurIPS 2023 Datasets and Benchmarks)
 training / 100 validation / 500 test rows of adult, 20% of the training labels flipped, a
 logistic regression as the model; each method values the training rows and the two-cluster
 (k-means) F1 of the low-value cluster as a detector of the flipped rows is reported. The options
-live in ``compare_adult.json`` beside this file; the run is :func:`datavalue.compare` (so
+live in ``compare_adult.json`` beside this file; the run is :func:`datavalue.actions.compare` (so
 ``datavalue report OUT`` draws it), and every number is the mean ± sd over the seeds.
 
 Usage::
@@ -35,7 +35,7 @@ import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import datavalue as dv  # noqa: E402
-from datavalue.compare import compare, markdown_table  # noqa: E402
+from datavalue.actions.compare import compare, markdown_table  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 SHARED = Path(os.environ.get("DATAVALUE_SHARED_DATA", HERE.parent.parent / "shared" / "data"))

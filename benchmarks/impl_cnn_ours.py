@@ -37,7 +37,7 @@ def compute(case: dict, method: str, p: dict, timer: common.Timer):
     import torch
     from torch.utils.data import DataLoader
 
-    from datavalue.influence import InfluenceFunction
+    from datavalue.attribution import InfluenceFunction
 
     net = cnn.trained_cnn(case)
     xtr, ytr, xte, yte = cnn.tensors(case, n_test=p.get("n_test"))

@@ -45,9 +45,9 @@ def compute(case: dict, method: str, p: dict, timer: common.Timer):
     """Fit and score one case; returns ``(InfluenceFunction, scores, grad pass seconds)``."""
     import torch
 
-    from datavalue.influence import InfluenceFunction
-    from datavalue.influence.gradients import iter_gradient_blocks
-    from datavalue.influence.model import wrap_model
+    from datavalue.attribution import InfluenceFunction
+    from datavalue.attribution.gradients import iter_gradient_blocks
+    from datavalue.attribution.model import wrap_model
 
     n_test = p.get("n_test")
     xtr, ytr = case["x_train"], case["y_train"]

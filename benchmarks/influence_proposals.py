@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/influence_proposals.py [--repeats 3]
 
 A local experiment, not part of the benchmark: each proposal is applied by replacing one
-private function of ``datavalue.influence`` *in this process only* (nothing in ``src/`` is
+private function of ``datavalue.attribution`` *in this process only* (nothing in ``src/`` is
 changed), on the ``mlp`` case of ``bench_influence.py`` (run that first: it trains and caches
 the model). Current and proposed variants alternate, one thread, after an untimed warm-up; the
 median time and the Pearson correlation of the resulting score matrix with the current exact
@@ -103,9 +103,9 @@ def main() -> None:
     args = parser.parse_args()
     import torch
 
-    import datavalue.influence.gradients as grads
-    from datavalue.influence import InfluenceFunction
-    from datavalue.influence.gradients import per_example_gradients
+    import datavalue.attribution.gradients as grads
+    from datavalue.attribution import InfluenceFunction
+    from datavalue.attribution.gradients import per_example_gradients
 
     warnings.filterwarnings("ignore")
     torch.set_num_threads(1)

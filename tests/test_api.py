@@ -10,7 +10,7 @@ import pytest
 from sklearn.base import clone
 
 import datavalue as dv
-from datavalue.exceptions import InvalidParameterError, UnknownNameError
+from datavalue import InvalidParameterError, UnknownNameError
 
 
 def test_all_is_the_public_api():
@@ -132,7 +132,7 @@ def _bad_data_cases(ds):
 
 @pytest.mark.parametrize("name", list(dv.METHODS))
 def test_bad_data_raises_naming_the_argument(name, tiny):
-    from datavalue.exceptions import InvalidDataError
+    from datavalue import InvalidDataError
 
     for args, match in _bad_data_cases(tiny):
         with pytest.raises(InvalidDataError, match=match):

@@ -11,28 +11,27 @@ and data attribution, behind one API. Higher values always mean *more helpful*.
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
-from . import evaluate
-from .actions import clean, fix
-from .augment import addition_curve, value_candidates
-from .compare import compare
-from .data import BUILTIN_DATASETS, Dataset, corrupt_features, corrupt_labels, load_dataset
-from .exceptions import (
+from datavalue import evaluate
+from datavalue._core import moved as _moved
+from datavalue._core.exceptions import (
     DatavalueError,
     InvalidDataError,
     InvalidModelError,
     InvalidParameterError,
+    ModelOutputError,
+    StoreMismatchError,
     UnknownNameError,
 )
-from .influence.influence import InfluenceFunction
-from .influence.tracing import TRAK, GradCos, GradDot, TracIn
-from .models import MODELS, make_model
-from .registry import METHODS, make_valuator
-from .result import ValuationResult
-from .retrain import Retrain
-from .utility import METRICS, Utility
-from .valuation import (
+from datavalue._core.result import ValuationResult
+from datavalue._core.version import __version__
+from datavalue.actions import clean, fix
+from datavalue.actions.augment import addition_curve, value_candidates
+from datavalue.actions.compare import compare
+from datavalue.attribution.influence import InfluenceFunction
+from datavalue.attribution.tracing import TRAK, GradCos, GradDot, TracIn
+from datavalue.data import BUILTIN_DATASETS, Dataset, corrupt_features, corrupt_labels, load_dataset
+from datavalue.evaluate.retrain import Retrain
+from datavalue.valuation import (
     DVRL,
     LOO,
     BetaShapley,
@@ -49,8 +48,11 @@ from .valuation import (
     cross_fit,
     stopping,
 )
-from .valuation.influence import InfluenceValuation, SelfInfluenceValuation
-from .valuation.tracing import TracInValuation, TRAKValuation
+from datavalue.valuation.influence import InfluenceValuation, SelfInfluenceValuation
+from datavalue.valuation.models import MODELS, make_model
+from datavalue.valuation.registry import METHODS, make_valuator
+from datavalue.valuation.tracing import TracInValuation, TRAKValuation
+from datavalue.valuation.utility import METRICS, Utility
 
 __all__ = [
     "__version__",
@@ -108,7 +110,11 @@ __all__ = [
     "InvalidModelError",
     "InvalidParameterError",
     "UnknownNameError",
+    "ModelOutputError",
+    "StoreMismatchError",
 ]
+
+_moved.install()
 
 
 #: Names of :mod:`datavalue.recommend`, imported on first use: they need torch, which
@@ -119,7 +125,7 @@ _RECOMMEND = ("MatrixFactorization", "Ratings", "RecommenderInfluence", "explain
 
 def __getattr__(name: str):
     if name in _RECOMMEND:
-        from . import recommend
+        from datavalue import recommend
 
         return getattr(recommend, name)
     raise AttributeError(f"module 'datavalue' has no attribute {name!r}")

@@ -1,5 +1,5 @@
 """``python -m datavalue`` is the ``datavalue`` command."""
 
-from .cli import main
+from datavalue.cli import main
 
 raise SystemExit(main())

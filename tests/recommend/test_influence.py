@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import datavalue as dv
-from datavalue.exceptions import InvalidParameterError
+from datavalue import InvalidParameterError
 from datavalue.recommend import RecommenderInfluence, retrain, unlearn_ratings
 
 from .conftest import tiny_ratings

@@ -9,7 +9,7 @@ import torch
 from sklearn.exceptions import NotFittedError
 
 import datavalue as dv
-from datavalue.exceptions import InvalidParameterError
+from datavalue import InvalidParameterError
 from datavalue.recommend import MFLayout, MFProblem
 
 from .conftest import tiny_ratings

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 import datavalue as dv
-from datavalue.exceptions import DatavalueError, InvalidDataError, InvalidParameterError
+from datavalue import DatavalueError, InvalidDataError, InvalidParameterError
 
 
 def test_movielens_loads_with_titles_and_timestamps(movielens_file):

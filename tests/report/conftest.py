@@ -9,7 +9,7 @@ import pytest
 
 import datavalue as dv
 from datavalue.actions import clean, fix
-from datavalue.compare import compare
+from datavalue.actions.compare import compare
 
 
 def _value_folder(out: Path, name: str, **load) -> tuple[dv.Dataset, dv.ValuationResult]:
@@ -51,7 +51,7 @@ def compare_folder(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def explain_folder(tmp_path_factory) -> Path:
     pytest.importorskip("torch", reason="explanations use influence functions (torch extra)")
-    from datavalue.explain import explain
+    from datavalue.actions.explain import explain
     from datavalue.report import save_explanations
 
     out = tmp_path_factory.mktemp("report") / "explain"

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 import datavalue as dv
+from datavalue import InvalidDataError, InvalidParameterError
 from datavalue.evaluate import point_removal, summarize_curve
-from datavalue.exceptions import InvalidDataError, InvalidParameterError
 from datavalue.report import build_report
 from datavalue.report._examples import features_text, png_image
 
@@ -175,7 +175,7 @@ def test_report_errors(tmp_path, digits_folder):
         build_report(digits_folder, k=0)
     # An explanation computed on other data is refused.
     pytest.importorskip("torch", reason="explanations use influence functions")
-    from datavalue.explain import explain
+    from datavalue.actions.explain import explain
 
     ds = dv.load_dataset("digits", noise_rate=0.1, random_state=0, n_samples=400)
     other = dv.load_dataset("digits", noise_rate=0.1, random_state=1, n_samples=400)

@@ -11,7 +11,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.linear_model import LogisticRegression, Ridge
 
 import datavalue as dv
-from datavalue.exceptions import InvalidDataError, InvalidParameterError, ModelOutputError
+from datavalue import InvalidDataError, InvalidParameterError, ModelOutputError
 
 
 class NaNRegressor(RegressorMixin, BaseEstimator):

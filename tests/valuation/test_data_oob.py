@@ -25,7 +25,7 @@ from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 from threadpoolctl import threadpool_limits
 
 import datavalue as dv
-from datavalue.exceptions import InvalidDataError, InvalidModelError, InvalidParameterError
+from datavalue import InvalidDataError, InvalidModelError, InvalidParameterError
 from datavalue.valuation import DataOOB, make_valuator
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"

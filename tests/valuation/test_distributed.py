@@ -98,7 +98,7 @@ def test_retraining_ground_truth_on_ray_equals_local(ray_cluster, tmp_path):
     from sklearn.linear_model import LogisticRegression
 
     from datavalue.evaluate import lds
-    from datavalue.retrain import Retrain, subset_outputs
+    from datavalue.evaluate.retrain import Retrain, subset_outputs
 
     ds = dv.load_dataset("breast_cancer", random_state=0)
     retrain = Retrain(LogisticRegression(max_iter=2000), ds.x_train[:100], ds.y_train[:100],

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 import datavalue as dv
-from datavalue.checkpoint import load_checkpoint
-from datavalue.exceptions import InvalidModelError, InvalidParameterError
+from datavalue import InvalidModelError, InvalidParameterError
+from datavalue._core.checkpoint import load_checkpoint
 from datavalue.valuation import dvrl as dvrl_module
 from datavalue.valuation.dvrl import DVRL, MLPPredictor, update_baseline
 
@@ -344,7 +344,7 @@ def test_bad_predictors_raise_naming_them(small):
 
 
 def test_a_diverging_value_estimator_is_named_not_a_sklearn_nan_error(small):
-    from datavalue.exceptions import ModelOutputError
+    from datavalue import ModelOutputError
 
     with pytest.raises(ModelOutputError, match="diverged.*learning_rate"):
         _fit(small, n_iterations=20, learning_rate=1e9, random_state=0)
@@ -366,7 +366,7 @@ def test_a_killed_checkpoint_write_leaves_no_temporary_behind(small, tmp_path):
 
 @pytest.mark.parametrize("damage", ["nan estimator", "negative adam_v", "short performance"])
 def test_a_damaged_dvrl_checkpoint_is_refused(small, tmp_path, damage):
-    from datavalue.checkpoint import save_checkpoint
+    from datavalue._core.checkpoint import save_checkpoint
 
     path = tmp_path / "dvrl.ckpt"
     _fit(small, n_iterations=5, random_state=1, checkpoint=path)

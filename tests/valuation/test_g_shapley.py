@@ -7,7 +7,7 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 import datavalue as dv
-from datavalue.exceptions import InvalidDataError, InvalidModelError
+from datavalue import InvalidDataError, InvalidModelError
 from datavalue.valuation.g_shapley import GShapley, _SGDGame
 
 

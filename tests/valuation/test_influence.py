@@ -10,7 +10,7 @@ from sklearn.datasets import load_breast_cancer
 from sklearn.preprocessing import StandardScaler
 
 import datavalue as dv
-from datavalue.exceptions import InvalidParameterError
+from datavalue import InvalidParameterError
 
 
 def _train(net, x, y):

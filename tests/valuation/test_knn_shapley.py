@@ -19,7 +19,7 @@ from scipy.spatial.distance import cdist
 from sklearn.metrics import roc_auc_score
 
 import datavalue as dv
-from datavalue.exceptions import InvalidDataError, InvalidParameterError
+from datavalue import InvalidDataError, InvalidParameterError
 from datavalue.valuation import METHODS, make_valuator
 
 

@@ -9,7 +9,7 @@ from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.metrics import log_loss
 
 import datavalue as dv
-from datavalue.exceptions import InvalidDataError, InvalidModelError, InvalidParameterError
+from datavalue import InvalidDataError, InvalidModelError, InvalidParameterError
 
 
 @pytest.fixture(scope="module")

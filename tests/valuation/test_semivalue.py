@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from sklearn.linear_model import LogisticRegression
 
 import datavalue as dv
-from datavalue.exceptions import InvalidParameterError
+from datavalue import InvalidParameterError
 from datavalue.valuation.exact import ExactBanzhaf, ExactBetaShapley, ExactShapley
 from datavalue.valuation.sampling import BetaWeight
 from datavalue.valuation.semivalue import BetaShapley, DataBanzhaf, TMCShapley
@@ -314,7 +314,7 @@ _KILL_SCRIPT = textwrap.dedent(
 
 
 def test_kill_minus_nine_then_resume_gives_identical_values(tmp_path):
-    from datavalue.checkpoint import load_checkpoint
+    from datavalue._core.checkpoint import load_checkpoint
 
     from ._games import random_game
 
@@ -405,7 +405,7 @@ def test_ctrl_c_then_resume_equals_the_uninterrupted_run_bit_for_bit(tmp_path, m
     with pytest.raises(KeyboardInterrupt):
         make(checkpoint=str(ck), checkpoint_every=1e9, **kw).fit_utility(
             _InterruptingGame(game, at))
-    from datavalue.checkpoint import load_checkpoint
+    from datavalue._core.checkpoint import load_checkpoint
 
     header, _ = load_checkpoint(ck)
     per_round = 4 if method != "data-banzhaf" else 32  # MSR rounds are whole tasks of 32
@@ -442,7 +442,7 @@ def test_max_subsets_is_an_exact_upper_bound(budget):
 
 
 def test_a_damaged_checkpoint_is_refused_with_a_clear_error(tmp_path):
-    from datavalue.checkpoint import load_checkpoint, save_checkpoint
+    from datavalue._core.checkpoint import load_checkpoint, save_checkpoint
 
     game = random_game(5, seed=2)
     kw = dict(truncation_tol=None, max_permutations=8, round_size=4, n_jobs=1, progress=False,

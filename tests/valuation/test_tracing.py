@@ -9,7 +9,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
 import datavalue as dv
-from datavalue.exceptions import InvalidParameterError
+from datavalue import InvalidParameterError
 
 torch = pytest.importorskip("torch")
 

@@ -28,20 +28,31 @@ import argparse
 import os
 import sys
 
-from .. import __version__
-from ..exceptions import DatavalueError
-from . import actions, attack, augment, compare, demo, evaluate, explain, recommend, report, value
-from ._common import PROG, _file_error, _is_file_error, _one_line, _wrap
-from .actions import _cmd_clean, _cmd_fix
-from .attack import _cmd_attack
-from .augment import _cmd_augment
-from .compare import _cmd_compare
-from .demo import _cmd_demo
-from .evaluate import _cmd_evaluate
-from .explain import _cmd_explain
-from .recommend import _cmd_recommend, _cmd_unlearn
-from .report import _cmd_report
-from .value import _cmd_value
+from datavalue._core.exceptions import DatavalueError
+from datavalue._core.version import __version__
+from datavalue.cli import (
+    actions,
+    attack,
+    augment,
+    compare,
+    demo,
+    evaluate,
+    explain,
+    recommend,
+    report,
+    value,
+)
+from datavalue.cli._common import PROG, _file_error, _is_file_error, _one_line, _wrap
+from datavalue.cli.actions import _cmd_clean, _cmd_fix
+from datavalue.cli.attack import _cmd_attack
+from datavalue.cli.augment import _cmd_augment
+from datavalue.cli.compare import _cmd_compare
+from datavalue.cli.demo import _cmd_demo
+from datavalue.cli.evaluate import _cmd_evaluate
+from datavalue.cli.explain import _cmd_explain
+from datavalue.cli.recommend import _cmd_recommend, _cmd_unlearn
+from datavalue.cli.report import _cmd_report
+from datavalue.cli.value import _cmd_value
 
 __all__ = ["main", "build_parser"]
 

@@ -1,5 +1,5 @@
 """``python -m datavalue.cli``: the same as the ``datavalue`` command."""
 
-from . import main
+from datavalue.cli import main
 
 raise SystemExit(main())

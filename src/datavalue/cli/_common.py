@@ -11,11 +11,11 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from ..data import BUILTIN_DATASETS, Dataset, load_dataset
-from ..exceptions import InvalidDataError, InvalidParameterError, UnknownNameError
-from ..models import MODELS
-from ..result import ValuationResult
-from ..utility import METRICS
+from datavalue._core.exceptions import InvalidDataError, InvalidParameterError, UnknownNameError
+from datavalue._core.result import ValuationResult
+from datavalue.data import BUILTIN_DATASETS, Dataset, load_dataset
+from datavalue.valuation.models import MODELS
+from datavalue.valuation.utility import METRICS
 
 PROG = "datavalue"
 
@@ -161,7 +161,7 @@ def _parse_params(method: str, items: list[str]) -> dict[str, Any]:
 
     VALUE is read as JSON (numbers, true/false, null); ``None`` also means None; anything else
     is a string."""
-    from ..registry import check_parameter_names
+    from datavalue.valuation.registry import check_parameter_names
 
     params: dict[str, Any] = {}
     for item in items:

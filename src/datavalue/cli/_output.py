@@ -9,10 +9,10 @@ from typing import Any
 
 import numpy as np
 
-from .. import __version__
-from ..data import Dataset
-from ..result import ValuationResult, jsonable
-from ..runs import RunWriter
+from datavalue._core.folder import RunWriter
+from datavalue._core.result import ValuationResult, jsonable
+from datavalue._core.version import __version__
+from datavalue.data import Dataset
 
 _N_SHOWN = 10
 
@@ -47,7 +47,7 @@ def _lowest_table(
 def _detection(values: np.ndarray, ds: Dataset) -> dict[str, Any] | None:
     if not len(ds.noisy_indices):
         return None
-    from ..evaluate import noisy_detection
+    from datavalue.evaluate import noisy_detection
 
     return noisy_detection(values, ds.noisy_indices)
 
@@ -79,7 +79,7 @@ def _save_run(
     out: Path, ds: Dataset, result: ValuationResult, run: dict[str, Any],
     figures: dict[str, Any] | None = None, protect: tuple[str, ...] = (),
 ) -> None:
-    """Write a new run into ``out`` as one unit (see :mod:`datavalue.runs`): the data set,
+    """Write a new run into ``out`` as one unit (see :mod:`datavalue._core.folder`): the data set,
     run.json, the result and ``figures`` ({file name: matplotlib figure}). Files of an earlier
     run in the folder (evaluate's, clean's, ...) are removed, since they describe other values;
     files datavalue did not write are never touched."""

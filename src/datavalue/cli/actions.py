@@ -6,13 +6,10 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from ..actions import CLEAN_MODES, FIX_RANKINGS, clean, fix
-from ..data import Dataset
-from ..exceptions import InvalidParameterError
-from ..models import MODELS, make_model
-from ..runs import check_output_folder, load_run
-from ..utility import METRICS, resolve_metric
-from ._common import (
+from datavalue._core.exceptions import InvalidParameterError
+from datavalue._core.folder import check_output_folder
+from datavalue.actions import CLEAN_MODES, FIX_RANKINGS, clean, fix
+from datavalue.cli._common import (
     _add_common,
     _add_model_options,
     _check_n_jobs,
@@ -22,6 +19,10 @@ from ._common import (
     _split_list,
     _wrap,
 )
+from datavalue.data import Dataset
+from datavalue.runs import load_run
+from datavalue.valuation.models import MODELS, make_model
+from datavalue.valuation.utility import METRICS, resolve_metric
 
 
 def _fraction_or_auto(text: str) -> float | str:

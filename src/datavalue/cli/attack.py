@@ -10,9 +10,15 @@ from typing import Any
 
 import numpy as np
 
-from ..exceptions import InvalidParameterError
-from ..runs import RunWriter, check_output_folder
-from ._common import _add_data_options, _check_test_index, _load_args_data, _seed, _wrap
+from datavalue._core.exceptions import InvalidParameterError
+from datavalue._core.folder import RunWriter, check_output_folder
+from datavalue.cli._common import (
+    _add_data_options,
+    _check_test_index,
+    _load_args_data,
+    _seed,
+    _wrap,
+)
 
 #: Models the command attacks: scikit-learn's logistic regression (exact re-fits) and a small
 #: torch network (one tanh layer of 32 units, weight decay 1e-2, warm-started L-BFGS re-fits).
@@ -86,7 +92,7 @@ def _counts(text: str) -> list[int]:
 def _train_model(name: str, ds: Any, seed: int) -> tuple[Any, dict[str, Any]]:
     """The fitted model and the extra arguments the attack needs for it."""
     if name == "logreg":
-        from ..models import make_model
+        from datavalue.valuation.models import make_model
 
         # A tight optimum: influence describes the minimizer, and every step re-fits to it.
         model = make_model("logreg").set_params(tol=1e-8, max_iter=5000)
@@ -94,7 +100,7 @@ def _train_model(name: str, ds: Any, seed: int) -> tuple[Any, dict[str, Any]]:
     import torch
     from torch import nn
 
-    from ..influence.attack import warm_refit
+    from datavalue.attribution.applications.attack import warm_refit
 
     loss = nn.CrossEntropyLoss(reduction="none")
     torch.manual_seed(seed)
@@ -115,7 +121,7 @@ def _train_model(name: str, ds: Any, seed: int) -> tuple[Any, dict[str, Any]]:
 def _box(ds: Any, fraction: float) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
     """Epsilon and the valid range in the model's (standardized) units: images share one pixel
     range, other features have their own training range."""
-    from ..report._examples import is_image
+    from datavalue.report._examples import is_image
 
     raw = ds.raw_features(ds.x_train)
     image = is_image(ds)
@@ -146,7 +152,7 @@ def _record(res: Any, ds: Any) -> dict[str, Any]:
 
 
 def _draw_pairs(ds: Any, rec: dict[str, Any], show: int) -> list[str]:
-    from ..explain import ascii_image
+    from datavalue.actions.explain import ascii_image
 
     raw_train = ds.raw_features(ds.x_train)
     rng = (float(raw_train.min()), float(raw_train.max()))
@@ -171,12 +177,12 @@ def _draw_pairs(ds: Any, rec: dict[str, Any], show: int) -> list[str]:
 
 
 def _cmd_attack(args: argparse.Namespace) -> int:
-    from ..influence.attack import random_perturbation, training_set_attack
-    from ..report._examples import is_image
+    from datavalue.attribution.applications.attack import random_perturbation, training_set_attack
+    from datavalue.report._examples import is_image
 
     counts = _counts(args.n_train)
     if args.model not in ATTACK_MODELS:
-        from ..exceptions import UnknownNameError
+        from datavalue._core.exceptions import UnknownNameError
 
         raise UnknownNameError(f"Unknown model {args.model!r} given as --model: use one of "
                                f"{', '.join(ATTACK_MODELS)}.")
@@ -233,8 +239,8 @@ def _plain(v: Any) -> Any:
 
 
 def _render(ds: Any, args: argparse.Namespace, runs: list[dict[str, Any]], image: bool) -> str:
-    from ..explain import ascii_image
-    from ..report._examples import _number, largest_changes
+    from datavalue.actions.explain import ascii_image
+    from datavalue.report._examples import _number, largest_changes
 
     label = ds.label_name(ds.y_test[args.test_index])
     first = runs[0]["attack"]

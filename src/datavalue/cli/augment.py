@@ -10,14 +10,21 @@ from typing import Any
 
 import numpy as np
 
-from ..exceptions import InvalidDataError, InvalidParameterError
-from ..models import MODELS
-from ..runs import RunWriter, check_output_folder
-from ._common import _add_common, _add_data_options, _check_name, _load_args_data, _seed, _wrap
+from datavalue._core.exceptions import InvalidDataError, InvalidParameterError
+from datavalue._core.folder import RunWriter, check_output_folder
+from datavalue.cli._common import (
+    _add_common,
+    _add_data_options,
+    _check_name,
+    _load_args_data,
+    _seed,
+    _wrap,
+)
+from datavalue.valuation.models import MODELS
 
 
 def add_parser(sub: Any, fmt: Any) -> argparse.ArgumentParser:
-    from ..augment import CANDIDATE_METHODS
+    from datavalue.actions.augment import CANDIDATE_METHODS
 
     p = sub.add_parser(
         "augment",
@@ -127,9 +134,9 @@ def _labels(ds: Any, y: np.ndarray, path: str) -> np.ndarray:
 
 
 def _cmd_augment(args: argparse.Namespace) -> int:
-    from ..augment import CANDIDATE_METHODS, addition_curve, value_candidates
-    from ..explain import ascii_image
-    from ..models import make_model
+    from datavalue.actions.augment import CANDIDATE_METHODS, addition_curve, value_candidates
+    from datavalue.actions.explain import ascii_image
+    from datavalue.valuation.models import make_model
 
     _check_name(args.method, dict.fromkeys(CANDIDATE_METHODS), "method", "--method")
     _check_name(args.model, MODELS, "model", "--model")

@@ -6,13 +6,9 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from ..compare import COMPARE_BUDGETS, compare, default_methods
-from ..data import BUILTIN_DATASETS
-from ..exceptions import InvalidParameterError, UnknownNameError
-from ..models import MODELS
-from ..utility import METRICS
-from ..valuation import METHODS
-from ._common import (
+from datavalue._core.exceptions import InvalidParameterError, UnknownNameError
+from datavalue.actions.compare import COMPARE_BUDGETS, compare, default_methods
+from datavalue.cli._common import (
     _add_common,
     _add_data_options,
     _check_n_jobs,
@@ -24,6 +20,10 @@ from ._common import (
     _summary,
     _wrap,
 )
+from datavalue.data import BUILTIN_DATASETS
+from datavalue.valuation import METHODS
+from datavalue.valuation.models import MODELS
+from datavalue.valuation.utility import METRICS
 
 
 def add_parser(sub: Any, fmt: Any) -> argparse.ArgumentParser:

@@ -7,11 +7,9 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
-from ..data import BUILTIN_DATASETS
-from ..runs import check_output_folder
-from ..valuation import make_valuator
-from ._common import _add_common, _check_n_jobs, _fit, _load_data, _progress, _wrap
-from ._output import (
+from datavalue._core.folder import check_output_folder
+from datavalue.cli._common import _add_common, _check_n_jobs, _fit, _load_data, _progress, _wrap
+from datavalue.cli._output import (
     _N_SHOWN,
     _data_inputs,
     _detection,
@@ -20,6 +18,8 @@ from ._output import (
     _run_info,
     _save_run,
 )
+from datavalue.data import BUILTIN_DATASETS
+from datavalue.valuation import make_valuator
 
 
 def add_parser(sub: Any, fmt: Any) -> argparse.ArgumentParser:
@@ -115,7 +115,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         "n_jobs": args.n_jobs,
         "seed": 0,
     }
-    from ..evaluate import plot_noisy_detection, plot_values
+    from datavalue.evaluate import plot_noisy_detection, plot_values
 
     figures = {"values.png": plot_values(result.values, ds.noisy_indices)}
     if det is not None:

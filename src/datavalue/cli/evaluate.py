@@ -6,11 +6,12 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from ..models import MODELS, make_model
-from ..runs import RunWriter, check_output_folder, load_run
-from ..utility import METRICS
-from ._common import _add_common, _check_n_jobs, _check_name, _progress, _wrap
-from ._output import _detection, _detection_lines, _json_text, _save_figure
+from datavalue._core.folder import RunWriter, check_output_folder
+from datavalue.cli._common import _add_common, _check_n_jobs, _check_name, _progress, _wrap
+from datavalue.cli._output import _detection, _detection_lines, _json_text, _save_figure
+from datavalue.runs import load_run
+from datavalue.valuation.models import MODELS, make_model
+from datavalue.valuation.utility import METRICS
 
 
 def add_parser(sub: Any, fmt: Any) -> argparse.ArgumentParser:
@@ -57,7 +58,7 @@ def add_parser(sub: Any, fmt: Any) -> argparse.ArgumentParser:
 
 def _curve_table(frame: Any) -> str:
     """Scores as a fraction x order table, with the mean over fractions (the area) below."""
-    from ..evaluate import summarize_curve
+    from datavalue.evaluate import summarize_curve
 
     table = frame.pivot_table(index="fraction", columns="order", values="score", aggfunc="mean")
     table.columns.name = None
@@ -81,7 +82,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     seed = int(options.get("seed") or 0)
     model = make_model(model_name, ds.task, seed)
 
-    from .. import evaluate as ev
+    from datavalue import evaluate as ev
 
     det = _detection(result.values, ds)
     curve_kw: dict[str, Any] = dict(

@@ -8,10 +8,9 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from ..exceptions import InvalidParameterError
-from ..models import MODELS
-from ..runs import RunWriter, check_output_folder
-from ._common import (
+from datavalue._core.exceptions import InvalidParameterError
+from datavalue._core.folder import RunWriter, check_output_folder
+from datavalue.cli._common import (
     _add_common,
     _add_data_options,
     _check_name,
@@ -20,6 +19,7 @@ from ._common import (
     _seed,
     _wrap,
 )
+from datavalue.valuation.models import MODELS
 
 
 def add_parser(sub: Any, fmt: Any) -> argparse.ArgumentParser:
@@ -68,7 +68,7 @@ def add_parser(sub: Any, fmt: Any) -> argparse.ArgumentParser:
 
 
 def _cmd_explain(args: argparse.Namespace) -> int:
-    from ..explain import EXPLAIN_METHODS, explain, render_text
+    from datavalue.actions.explain import EXPLAIN_METHODS, explain, render_text
 
     _check_name(args.model, MODELS, "model", "--model")
     _check_name(args.method, dict.fromkeys(EXPLAIN_METHODS), "method", "--method")

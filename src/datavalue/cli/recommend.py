@@ -12,9 +12,9 @@ from typing import Any
 
 import numpy as np
 
-from ..exceptions import InvalidParameterError
-from ..runs import RunWriter, check_output_folder
-from ._common import _seed, _wrap
+from datavalue._core.exceptions import InvalidParameterError
+from datavalue._core.folder import RunWriter, check_output_folder
+from datavalue.cli._common import _seed, _wrap
 
 _DATA_HELP = ("'movielens' (the built-in MovieLens log, found in $DATAVALUE_DATA or "
               "../shared/data), a ratings .npz of the same format, or a .csv ratings log "
@@ -108,7 +108,7 @@ def add_unlearn_parser(sub: Any, fmt: Any) -> argparse.ArgumentParser:
 
 # ---------------------------------------------------------------------- shared
 def _load(args: argparse.Namespace) -> Any:
-    from ..recommend import Ratings, load_ratings
+    from datavalue.recommend import Ratings, load_ratings
 
     data = str(args.data)
     if data.lower().endswith(".csv"):
@@ -119,8 +119,8 @@ def _load(args: argparse.Namespace) -> Any:
 
 
 def _model(args: argparse.Namespace, ratings: Any) -> Any:
-    from ..recommend import MatrixFactorization
-    from ..recommend.mf import load_model
+    from datavalue.recommend import MatrixFactorization
+    from datavalue.recommend.mf import load_model
 
     if args.model:
         return load_model(args.model, ratings)
@@ -137,8 +137,8 @@ def _model(args: argparse.Namespace, ratings: Any) -> Any:
 
 # ---------------------------------------------------------------------- recommend
 def _cmd_recommend(args: argparse.Namespace) -> int:
-    from ..recommend import RecommenderInfluence
-    from ..recommend.mf import model_bytes
+    from datavalue.recommend import RecommenderInfluence
+    from datavalue.recommend.mf import model_bytes
 
     if args.k < 1 or args.top < 1:
         raise InvalidParameterError("--k and --top must be positive numbers.")
@@ -209,8 +209,8 @@ def _records(frame: Any) -> list[dict[str, Any]]:
 def _cmd_unlearn(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from ..recommend import retrain, unlearn_ratings
-    from ..recommend.mf import model_bytes
+    from datavalue.recommend import retrain, unlearn_ratings
+    from datavalue.recommend.mf import model_bytes
 
     chosen = [o for o, v in (("--user", args.user), ("--item", args.item),
                              ("--before", args.before)) if v is not None]
@@ -286,7 +286,7 @@ def _cmd_unlearn(args: argparse.Namespace) -> int:
     })
     changes["change"] = changes["after"] - changes["before"]
     changes = changes.reindex(changes["change"].abs().sort_values(ascending=False).index)
-    from .._io import csv_text
+    from datavalue._core.io import csv_text
 
     with RunWriter(Path(args.out), replace=True, what="--out",
                    protect=[args.model] if args.model else []) as w:

@@ -6,12 +6,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from ..data import Dataset
-from ..exceptions import InvalidParameterError
-from ..models import MODELS, make_model
-from ..report import build_report
-from ..utility import METRICS
-from ._common import (
+from datavalue._core.exceptions import InvalidParameterError
+from datavalue.cli._common import (
     _add_common,
     _add_model_options,
     _check_n_jobs,
@@ -19,6 +15,10 @@ from ._common import (
     _progress,
     _wrap,
 )
+from datavalue.data import Dataset
+from datavalue.report import build_report
+from datavalue.valuation.models import MODELS, make_model
+from datavalue.valuation.utility import METRICS
 
 
 def add_parser(sub: Any, fmt: Any) -> argparse.ArgumentParser:

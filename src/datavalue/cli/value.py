@@ -7,14 +7,10 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from ..data import BUILTIN_DATASETS
-from ..exceptions import InvalidParameterError
-from ..models import MODELS, make_model
-from ..registry import METHODS, make_valuator, method_parameters
-from ..result import ValuationResult
-from ..runs import check_output_folder, check_writable_file
-from ..utility import METRICS, resolve_metric
-from ._common import (
+from datavalue._core.exceptions import InvalidParameterError
+from datavalue._core.folder import check_output_folder, check_writable_file
+from datavalue._core.result import ValuationResult
+from datavalue.cli._common import (
     _add_common,
     _check_n_jobs,
     _check_name,
@@ -29,7 +25,7 @@ from ._common import (
     _summary,
     _wrap,
 )
-from ._output import (
+from datavalue.cli._output import (
     _N_SHOWN,
     _data_inputs,
     _detection,
@@ -38,6 +34,10 @@ from ._output import (
     _run_info,
     _save_run,
 )
+from datavalue.data import BUILTIN_DATASETS
+from datavalue.valuation.models import MODELS, make_model
+from datavalue.valuation.registry import METHODS, make_valuator, method_parameters
+from datavalue.valuation.utility import METRICS, resolve_metric
 
 
 def add_parser(sub: Any, fmt: Any) -> argparse.ArgumentParser:
@@ -355,7 +355,7 @@ def _cmd_value(args: argparse.Namespace) -> int:
     params = _method_params(args, ds.task, extra)
     valuator = make_valuator(args.method, **params)
     if args.cross_fit is not None:
-        from ..valuation import cross_fit
+        from datavalue.valuation import cross_fit
 
         result = dataclasses.replace(
             cross_fit(valuator, ds.x_train, ds.y_train, n_folds=args.cross_fit,

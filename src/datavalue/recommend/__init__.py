@@ -3,7 +3,7 @@ explanations of a recommendation by the training ratings behind it (influence fu
 or restricted to the user's and item's parameters as in FIA, Cheng et al. KDD 2019), and
 unlearning ratings, a user or an item by a Newton step (Zhang et al. 2023)."""
 
-from .influence import (
+from datavalue.recommend.influence import (
     RecommendationExplanation,
     RecommenderInfluence,
     UnlearnedRecommender,
@@ -11,8 +11,8 @@ from .influence import (
     retrain,
     unlearn_ratings,
 )
-from .mf import MatrixFactorization, MFLayout, MFProblem
-from .ratings import BUILTIN_RATINGS, Ratings, load_ratings
+from datavalue.recommend.mf import MatrixFactorization, MFLayout, MFProblem
+from datavalue.recommend.ratings import BUILTIN_RATINGS, Ratings, load_ratings
 
 __all__ = [
     "BUILTIN_RATINGS",

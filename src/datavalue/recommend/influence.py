@@ -14,7 +14,7 @@ Two scopes:
   matrix built from the user's and the item's ratings, so an explanation costs a few small
   products (well under 50 ms on MovieLens), and only ratings of that user or item get a score.
 - ``"full"``: every parameter, ``H^{-1} grad f`` by the conjugate-gradient solver of
-  :mod:`datavalue.influence.solvers` on exact Hessian-vector products; every rating gets a score.
+  :mod:`datavalue.attribution.solvers` on exact Hessian-vector products; every rating gets a score.
 
 Unlearning a set ``D`` of ratings takes one Newton step on the objective without them,
 ``theta - H_{-D}^{-1} grad L_{-D}(theta)`` (Zhang et al. 2023, "Recommendation Unlearning via
@@ -32,10 +32,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..exceptions import InvalidParameterError
-from ..influence.solvers import SolverError
-from .mf import MatrixFactorization, MFProblem, _cg, newton_refine, one_thread
-from .ratings import Ratings
+from datavalue._core.exceptions import InvalidParameterError
+from datavalue.attribution.solvers import SolverError
+from datavalue.recommend.mf import MatrixFactorization, MFProblem, _cg, newton_refine, one_thread
+from datavalue.recommend.ratings import Ratings
 
 __all__ = [
     "RecommenderInfluence",
@@ -159,7 +159,7 @@ class RecommenderInfluence:
         return (-2.0 * torch.as_tensor(self.e) * dot).numpy()
 
     def _full_solve(self, g: Tensor) -> Tensor:
-        from ..influence.solvers import CGSolver, HessianOperator
+        from datavalue.attribution.solvers import CGSolver, HessianOperator
 
         if self._solver is None:
             prob, theta = self.problem, self.theta

@@ -33,8 +33,8 @@ import torch
 from sklearn.exceptions import NotFittedError
 from torch import Tensor
 
-from ..exceptions import InvalidParameterError
-from .ratings import Ratings
+from datavalue._core.exceptions import InvalidParameterError
+from datavalue.recommend.ratings import Ratings
 
 __all__ = ["MatrixFactorization", "MFLayout", "MFProblem", "one_thread"]
 
@@ -595,7 +595,7 @@ def load_model(path: Any, ratings: Ratings) -> MatrixFactorization:
     import json
     from pathlib import Path
 
-    from ..exceptions import InvalidDataError
+    from datavalue._core.exceptions import InvalidDataError
 
     p = Path(path)
     if not p.is_file():

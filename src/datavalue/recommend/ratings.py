@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from ..exceptions import InvalidDataError, InvalidParameterError, UnknownNameError
+from datavalue._core.exceptions import InvalidDataError, InvalidParameterError, UnknownNameError
 
 __all__ = ["Ratings", "load_ratings", "BUILTIN_RATINGS"]
 

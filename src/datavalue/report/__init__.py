@@ -8,14 +8,14 @@ harmful and most helpful training examples (images for image data, feature rows 
 for explanations, each test example beside its most helpful and harmful training examples.
 Figures are embedded as base64 PNG: the file works offline, on its own.
 
-An explanation folder is ``explanation.json`` (:meth:`datavalue.explain.Explanation.save`; more
+An explanation folder is ``explanation.json`` (:meth:`datavalue.actions.explain.Explanation.save`; more
 test examples as ``explanation-<index>.json``) beside the ``dataset.npz`` it refers to; see
 :mod:`datavalue.report.explain`.
 """
 
 from __future__ import annotations
 
-from ._build import build_report
-from .explain import load_explanations, save_explanations
+from datavalue.report._build import build_report
+from datavalue.report.explain import load_explanations, save_explanations
 
 __all__ = ["build_report", "save_explanations", "load_explanations"]

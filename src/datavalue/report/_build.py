@@ -12,16 +12,28 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .._io import atomic_write_text
-from ..data import Dataset
-from ..exceptions import InvalidDataError, InvalidParameterError
-from ..result import ValuationResult
-from ..runs import RunWriter, check_output_file, check_output_folder, load_run
-from . import _html as h
-from ._examples import _number, cards, features_text, is_image, largest_changes, rows_table
-from ._figures import plot_compare_curves, plot_compare_detection, plot_compare_values
-from ._html import REPORT_MARKER
-from .explain import explanation_files, load_explanations
+from datavalue._core.exceptions import InvalidDataError, InvalidParameterError
+from datavalue._core.folder import RunWriter, check_output_file, check_output_folder
+from datavalue._core.io import atomic_write_text
+from datavalue._core.result import ValuationResult
+from datavalue.data import Dataset
+from datavalue.report import _html as h
+from datavalue.report._examples import (
+    _number,
+    cards,
+    features_text,
+    is_image,
+    largest_changes,
+    rows_table,
+)
+from datavalue.report._figures import (
+    plot_compare_curves,
+    plot_compare_detection,
+    plot_compare_values,
+)
+from datavalue.report._html import REPORT_MARKER
+from datavalue.report.explain import explanation_files, load_explanations
+from datavalue.runs import load_run
 
 __all__ = ["build_report"]
 
@@ -88,8 +100,8 @@ def _examples_html(ds: Dataset, values: np.ndarray, k: int) -> str:
 def _curves(d: Path, ds: Dataset, result: ValuationResult, options: dict[str, Any],
             model: Any, metric: Any, fractions: Any, n_jobs: Any, progress: Any):
     """Removal (and addition) curves: the ones ``evaluate`` saved, else removal computed now."""
-    from .. import evaluate as ev
-    from ..models import make_model
+    from datavalue import evaluate as ev
+    from datavalue.valuation.models import make_model
 
     default = "accuracy" if ds.task == "classification" else "r2"
     frames = {}
@@ -116,7 +128,7 @@ def _curves(d: Path, ds: Dataset, result: ValuationResult, options: dict[str, An
 
 def _value_sections(d: Path, *, model: Any, metric: Any, fractions: Any, k: int,
                     n_jobs: Any, progress: Any) -> list[Section]:
-    from .. import evaluate as ev
+    from datavalue import evaluate as ev
 
     ds, result, options, _ = load_run(d)
     known = len(ds.noisy_indices) > 0
@@ -201,7 +213,7 @@ def _fix_html(d: Path) -> str:
 
 # ---------------------------------------------------------------------------- compare folders
 def _compare_sections(d: Path, k: int) -> list[Section]:
-    from ..compare import load_comparison
+    from datavalue.actions.compare import load_comparison
 
     comp = load_comparison(d)
     cfg = comp.config
@@ -507,7 +519,7 @@ def build_report(
             "dataset.npz, compare.json, explanation.json + dataset.npz, recommendations.json, "
             "unlearning.json or attack.json + dataset.npz)."
         )
-    from .. import __version__
+    from datavalue._core.version import __version__
 
     subtitle = (f"{' + '.join(kinds).capitalize()} in {d.resolve()}; written "
                 f"{time.strftime('%Y-%m-%d %H:%M')} by datavalue {__version__}.")

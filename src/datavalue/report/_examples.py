@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from ..data import Dataset
-from ._html import esc, fmt, img, table
+from datavalue.data import Dataset
+from datavalue.report._html import esc, fmt, img, table
 
 __all__ = ["png_image", "example_png", "features_text", "cards", "rows_table", "is_image"]
 

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..data import Dataset
+from datavalue.data import Dataset
 
 __all__ = ["plot_compare_detection", "plot_compare_curves", "plot_compare_values"]
 

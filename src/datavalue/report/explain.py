@@ -1,6 +1,6 @@
 """Reading explanation folders for the report.
 
-An explanation folder holds one or more :class:`datavalue.explain.Explanation` files —
+An explanation folder holds one or more :class:`datavalue.actions.explain.Explanation` files —
 ``explanation.json`` (what :meth:`Explanation.save` writes) and/or ``explanation-<name>.json``
 for more test examples — beside ``dataset.npz`` (:meth:`Dataset.save`), the data set their
 indices refer to. :func:`save_explanations` writes such a folder; ``datavalue explain --out DIR``
@@ -15,10 +15,10 @@ from collections.abc import Sequence
 from dataclasses import fields
 from pathlib import Path
 
-from ..data import Dataset
-from ..exceptions import InvalidDataError, InvalidParameterError
-from ..explain import Explanation
-from ..runs import RunWriter
+from datavalue._core.exceptions import InvalidDataError, InvalidParameterError
+from datavalue._core.folder import RunWriter
+from datavalue.actions.explain import Explanation
+from datavalue.data import Dataset
 
 __all__ = ["save_explanations", "load_explanations", "explanation_files"]
 

@@ -1,23 +1,22 @@
 """Valuation methods: one number per training example, higher = more helpful.
 
-The registry of every method (``METHODS``, ``make_valuator``) is :mod:`datavalue.registry`; it
-is also reachable here, loaded on first access, because it includes the influence-based
-valuators, whose module itself builds on :mod:`datavalue.valuation.base`.
+What is valued is a :class:`~datavalue.valuation.utility.Utility` (model, metric, data); the
+registry of every method (``METHODS``, ``make_valuator``) is
+:mod:`datavalue.valuation.registry`, whose names are re-exported here.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
-from .base import Valuator
-from .crossfit import cross_fit
-from .data_oob import DataOOB
-from .dvrl import DVRL
-from .exact import ExactBanzhaf, ExactBetaShapley, ExactShapley
-from .g_shapley import GShapley
-from .knn_shapley import KNNShapley
-from .loo import LOO, RandomValuation
-from .semivalue import BetaShapley, DataBanzhaf, TMCShapley
+from datavalue.valuation.base import Valuator
+from datavalue.valuation.crossfit import cross_fit
+from datavalue.valuation.data_oob import DataOOB
+from datavalue.valuation.dvrl import DVRL
+from datavalue.valuation.exact import ExactBanzhaf, ExactBetaShapley, ExactShapley
+from datavalue.valuation.g_shapley import GShapley
+from datavalue.valuation.knn_shapley import KNNShapley
+from datavalue.valuation.loo import LOO, RandomValuation
+from datavalue.valuation.registry import METHODS, make_valuator
+from datavalue.valuation.semivalue import BetaShapley, DataBanzhaf, TMCShapley
 
 __all__ = [
     "METHODS",
@@ -37,12 +36,3 @@ __all__ = [
     "make_valuator",
     "cross_fit",
 ]
-
-
-
-def __getattr__(name: str) -> Any:
-    if name in ("METHODS", "make_valuator"):
-        from .. import registry
-
-        return getattr(registry, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -13,10 +13,10 @@ from typing import Any, ClassVar
 import numpy as np
 from sklearn.base import BaseEstimator
 
-from .._validation import check_estimator_like, validate_params
-from ..exceptions import ModelOutputError
-from ..fitdata import FitData, check_fit_data, model_allows_nan
-from ..result import ValuationResult
+from datavalue._core.exceptions import ModelOutputError
+from datavalue._core.result import ValuationResult
+from datavalue._core.validation import check_estimator_like, validate_params
+from datavalue.data.fitdata import FitData, check_fit_data, model_allows_nan
 
 __all__ = ["Valuator", "FitData", "default_model", "FitFailures"]  # FitData: see fitdata.py
 
@@ -59,7 +59,7 @@ class FitFailures:
 def default_model(task: str, data: FitData | None = None) -> Any:
     """Logistic regression for classification, ridge regression for regression; for ``data``
     that are not finite numbers (text categories, missing values, sparse), preceded by the
-    default preprocessing (:func:`datavalue.fitdata.default_preprocessor`), so a DataFrame is
+    default preprocessing (:func:`datavalue.data.fitdata.default_preprocessor`), so a DataFrame is
     valued as it comes instead of failing deep inside scikit-learn."""
     from sklearn.linear_model import LogisticRegression, Ridge
 
@@ -67,7 +67,7 @@ def default_model(task: str, data: FitData | None = None) -> Any:
     if data is not None and not data.is_numeric:
         from sklearn.pipeline import make_pipeline
 
-        from ..fitdata import default_preprocessor
+        from datavalue.data.fitdata import default_preprocessor
 
         return make_pipeline(default_preprocessor(data.x_train), model)
     return model
@@ -101,7 +101,7 @@ class Valuator(BaseEstimator):
         model: Any = None,
         allow_missing: bool | None = None,
     ) -> FitData:
-        """Validate the data once at the boundary (:func:`datavalue.fitdata.check_fit_data`).
+        """Validate the data once at the boundary (:func:`datavalue.data.fitdata.check_fit_data`).
 
         Missing feature values are accepted when ``model`` accepts them (its ``allow_nan``
         tag) or ``allow_missing`` says a preprocessor will impute them."""

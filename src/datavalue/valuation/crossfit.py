@@ -17,9 +17,9 @@ from typing import Any
 import numpy as np
 from sklearn.base import clone
 
-from ..exceptions import InvalidParameterError
-from ..fitdata import check_fit_data, take_rows
-from ..result import ValuationResult, jsonable
+from datavalue._core.exceptions import InvalidParameterError
+from datavalue._core.result import ValuationResult, jsonable
+from datavalue.data.fitdata import check_fit_data, take_rows
 
 __all__ = ["cross_fit"]
 

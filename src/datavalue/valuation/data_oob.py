@@ -25,7 +25,14 @@ from joblib import Parallel, delayed
 from sklearn.base import clone, is_classifier, is_regressor
 from sklearn.tree import BaseDecisionTree, DecisionTreeClassifier, DecisionTreeRegressor
 
-from .._validation import (
+from datavalue._core.exceptions import (
+    InvalidDataError,
+    InvalidModelError,
+    InvalidParameterError,
+    ModelOutputError,
+)
+from datavalue._core.parallel import progress_bar, spawn_seeds, watched
+from datavalue._core.validation import (
     N_JOBS,
     PREPROCESSOR,
     Interval,
@@ -33,16 +40,9 @@ from .._validation import (
     check_estimator_like,
     rescale_if_extreme,
 )
-from ..exceptions import (
-    InvalidDataError,
-    InvalidModelError,
-    InvalidParameterError,
-    ModelOutputError,
-)
-from ..fitdata import imputes as _imputes
-from ..fitdata import model_allows_nan, take_rows
-from ..parallel import progress_bar, spawn_seeds, watched
-from .base import FitData, Valuator
+from datavalue.data.fitdata import imputes as _imputes
+from datavalue.data.fitdata import model_allows_nan, take_rows
+from datavalue.valuation.base import FitData, Valuator
 
 __all__ = ["DataOOB"]
 
@@ -316,7 +316,7 @@ class DataOOB(Valuator):
         Used only without a ``model`` of yours: the default trees split on the features, so they must be numbers: "auto" (the default) imputes, scales and one-hot
         encodes data that are not already a finite numeric array (a DataFrame with text
         columns, missing values, a sparse matrix) with a ``ColumnTransformer`` fitted on the
-        training rows only (:func:`datavalue.fitdata.default_preprocessor`); numeric arrays are
+        training rows only (:func:`datavalue.data.fitdata.default_preprocessor`); numeric arrays are
         used as given. None: no preprocessing (non-numeric data is an error). Or any
         scikit-learn transformer, fitted on the training rows.
     random_state : int or None, default 0
@@ -537,7 +537,7 @@ class DataOOB(Valuator):
     # ------------------------------------------------------------------ pieces of fit
     def _check_candidates(self, candidates: Any, data: Any, estimator: Any
                           ) -> tuple[np.ndarray, np.ndarray]:
-        from .._validation import check_xy
+        from datavalue._core.validation import check_xy
 
         if estimator is not None and hasattr(estimator, "estimators_"):
             raise InvalidParameterError(

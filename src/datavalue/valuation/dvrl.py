@@ -65,15 +65,15 @@ from typing import Any, ClassVar
 import numpy as np
 from sklearn.base import clone
 
-from .._validation import PREPROCESSOR, Interval, Options, check_magnitude
-from ..checkpoint import load_checkpoint, save_checkpoint
-from ..data import fingerprint_arrays
-from ..exceptions import InvalidModelError, InvalidParameterError, ModelOutputError
-from ..fitdata import imputes as _imputes
-from ..parallel import progress_bar, spawn_seeds
-from ..result import jsonable
-from .base import FitData, Valuator
-from .dvrl_predictors import (
+from datavalue._core.checkpoint import load_checkpoint, save_checkpoint
+from datavalue._core.exceptions import InvalidModelError, InvalidParameterError, ModelOutputError
+from datavalue._core.parallel import progress_bar, spawn_seeds
+from datavalue._core.result import jsonable
+from datavalue._core.validation import PREPROCESSOR, Interval, Options, check_magnitude
+from datavalue.data import fingerprint_arrays
+from datavalue.data.fitdata import imputes as _imputes
+from datavalue.valuation.base import FitData, Valuator
+from datavalue.valuation.dvrl_predictors import (
     MLPPredictor,
     _Adam,
     _glorot,
@@ -240,14 +240,14 @@ class DVRL(Valuator):
         DVRL's value network and predictors compute with the features, so they must be numbers: "auto" (the default) imputes, scales and one-hot
         encodes data that are not already a finite numeric array (a DataFrame with text
         columns, missing values, a sparse matrix) with a ``ColumnTransformer`` fitted on the
-        training rows only (:func:`datavalue.fitdata.default_preprocessor`); numeric arrays are
+        training rows only (:func:`datavalue.data.fitdata.default_preprocessor`); numeric arrays are
         used as given. None: no preprocessing (non-numeric data is an error). Or any
         scikit-learn transformer, fitted on the training rows.
     random_state : int or None
         Seed of the estimator and predictor initialisations, the batches and the selections.
     checkpoint : str, path or None
         File to save the training state to (estimator, Adam state, baseline, random generator,
-        iteration; :mod:`datavalue.checkpoint` format), atomically, every ``checkpoint_every``
+        iteration; :mod:`datavalue._core.checkpoint` format), atomically, every ``checkpoint_every``
         seconds, on Ctrl-C and at the end.
     resume : bool
         Continue the run saved in ``checkpoint``: it ends with exactly the values of an

@@ -18,12 +18,18 @@ from typing import Any, ClassVar
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from .._validation import N_JOBS, Interval
-from ..exceptions import InvalidDataError, InvalidParameterError
-from ..parallel import parallel_map
-from ..utility import METRIC_NAMES, Utility, default_metric
-from .base import FitData, FitFailures, Valuator, default_model
-from .sampling import BanzhafWeight, BetaWeight, Game, SemivalueWeight, ShapleyWeight
+from datavalue._core.exceptions import InvalidDataError, InvalidParameterError
+from datavalue._core.parallel import parallel_map
+from datavalue._core.validation import N_JOBS, Interval
+from datavalue.valuation.base import FitData, FitFailures, Valuator, default_model
+from datavalue.valuation.sampling import (
+    BanzhafWeight,
+    BetaWeight,
+    Game,
+    SemivalueWeight,
+    ShapleyWeight,
+)
+from datavalue.valuation.utility import METRIC_NAMES, Utility, default_metric
 
 __all__ = ["ExactShapley", "ExactBanzhaf", "exact_semivalue", "subset_scores", "MAX_EXACT_PLAYERS"]
 

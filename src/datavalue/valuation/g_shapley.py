@@ -19,14 +19,14 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from .._validation import N_JOBS, PREPROCESSOR, Interval, Options, check_magnitude
-from ..exceptions import InvalidDataError, InvalidModelError
-from ..fitdata import imputes as _imputes
-from ..utility import resolve_metric
-from .base import FitData
-from .sampling import Sampler, ShapleyWeight, Truncation
-from .semivalue import _COMMON_CONSTRAINTS, SemivalueValuation
-from .stopping import StoppingCriterion
+from datavalue._core.exceptions import InvalidDataError, InvalidModelError
+from datavalue._core.validation import N_JOBS, PREPROCESSOR, Interval, Options, check_magnitude
+from datavalue.data.fitdata import imputes as _imputes
+from datavalue.valuation.base import FitData
+from datavalue.valuation.sampling import Sampler, ShapleyWeight, Truncation
+from datavalue.valuation.semivalue import _COMMON_CONSTRAINTS, SemivalueValuation
+from datavalue.valuation.stopping import StoppingCriterion
+from datavalue.valuation.utility import resolve_metric
 
 __all__ = ["GShapley"]
 
@@ -147,7 +147,7 @@ class GShapley(SemivalueValuation):
         G-Shapley takes gradient steps on the features, so they must be numbers: "auto" (the default) imputes, scales and one-hot
         encodes data that are not already a finite numeric array (a DataFrame with text
         columns, missing values, a sparse matrix) with a ``ColumnTransformer`` fitted on the
-        training rows only (:func:`datavalue.fitdata.default_preprocessor`); numeric arrays are
+        training rows only (:func:`datavalue.data.fitdata.default_preprocessor`); numeric arrays are
         used as given. None: no preprocessing (non-numeric data is an error). Or any
         scikit-learn transformer, fitted on the training rows.
     hidden_units : int

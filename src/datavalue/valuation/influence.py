@@ -1,6 +1,6 @@
 """Data values from influence functions: the influence of each training example on the total
 validation loss (:class:`InfluenceValuation`) or on its own loss (:class:`SelfInfluenceValuation`),
-computed by :class:`~datavalue.influence.InfluenceFunction` on the model the valuator fits.
+computed by :class:`~datavalue.attribution.InfluenceFunction` on the model the valuator fits.
 
 They live with the other valuators (the registry imports them from here); the influence package
 does not import the valuation package, so neither imports the other in a cycle. Like the
@@ -15,10 +15,10 @@ from typing import Any, ClassVar
 import numpy as np
 from sklearn.base import clone
 
-from .._validation import Interval, Options, is_torch_module
-from ..exceptions import InvalidDataError, InvalidParameterError
-from ..influence.influence import InfluenceFunction
-from .base import Valuator, default_model
+from datavalue._core.exceptions import InvalidDataError, InvalidParameterError
+from datavalue._core.validation import Interval, Options, is_torch_module
+from datavalue.attribution.influence import InfluenceFunction
+from datavalue.valuation.base import Valuator, default_model
 
 __all__ = ["InfluenceValuation", "SelfInfluenceValuation"]
 

@@ -43,11 +43,11 @@ from typing import Any, ClassVar
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from .._validation import N_JOBS, PREPROCESSOR, Interval, Options, rescale_if_extreme
-from ..exceptions import InvalidDataError
-from ..fitdata import imputes as _imputes
-from ..parallel import parallel_map
-from .base import Valuator
+from datavalue._core.exceptions import InvalidDataError
+from datavalue._core.parallel import parallel_map
+from datavalue._core.validation import N_JOBS, PREPROCESSOR, Interval, Options, rescale_if_extreme
+from datavalue.data.fitdata import imputes as _imputes
+from datavalue.valuation.base import Valuator
 
 __all__ = ["KNNShapley", "DISTANCES"]
 
@@ -360,7 +360,7 @@ class KNNShapley(Valuator):
         default) imputes, scales and one-hot encodes data that are not already a finite
         numeric array (a DataFrame with text columns, missing values, a sparse matrix) with a
         ``ColumnTransformer`` fitted on the training rows only
-        (:func:`datavalue.fitdata.default_preprocessor`); numeric arrays are used as given.
+        (:func:`datavalue.data.fitdata.default_preprocessor`); numeric arrays are used as given.
         None: no preprocessing (non-numeric data is an error). Or any scikit-learn
         transformer, fitted on the training rows.
     n_jobs : int or None
@@ -536,7 +536,7 @@ def knn_shapley_candidates(x_train: Any, y_train: Any, x_valid: Any, y_valid: An
     """
     from scipy.spatial.distance import cdist
 
-    from .._validation import check_xy
+    from datavalue._core.validation import check_xy
 
     xt, yt = check_xy(x_train, y_train)
     xv, yv = check_xy(x_valid, y_valid, x_name="x_valid", y_name="y_valid")

@@ -13,10 +13,10 @@ from typing import Any, ClassVar
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from .._validation import N_JOBS
-from ..parallel import parallel_map
-from ..utility import METRIC_NAMES, Utility, default_metric
-from .base import FitFailures, Valuator, default_model
+from datavalue._core.parallel import parallel_map
+from datavalue._core.validation import N_JOBS
+from datavalue.valuation.base import FitFailures, Valuator, default_model
+from datavalue.valuation.utility import METRIC_NAMES, Utility, default_metric
 
 __all__ = ["LOO", "RandomValuation"]
 
@@ -39,7 +39,7 @@ class LOO(Valuator):
     model : estimator or None
         Any scikit-learn compatible estimator (default: logistic / ridge regression).
     metric : str or callable
-        Validation metric, see :data:`datavalue.utility.METRICS` (default: accuracy / r2).
+        Validation metric, see :data:`datavalue.valuation.utility.METRICS` (default: accuracy / r2).
     n_jobs : int or None
         Parallel workers (joblib); results are identical for any value.
     catch_errors : bool

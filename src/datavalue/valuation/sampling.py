@@ -34,7 +34,7 @@ from typing import Any, Protocol
 import numpy as np
 from scipy.special import betaln, gammaln
 
-from ..exceptions import InvalidParameterError, UnknownNameError
+from datavalue._core.exceptions import InvalidParameterError, UnknownNameError
 
 __all__ = [
     "Game",

@@ -31,14 +31,13 @@ import numpy as np
 from joblib import Parallel, delayed
 from threadpoolctl import threadpool_limits
 
-from .._validation import N_JOBS, Interval, Options
-from ..checkpoint import load_checkpoint, save_checkpoint
-from ..exceptions import InvalidParameterError
-from ..parallel import joblib_backend, progress_bar, watched
-from ..result import jsonable
-from ..utility import METRIC_NAMES, Utility, default_metric
-from .base import FitData, FitFailures, Valuator, default_model
-from .sampling import (
+from datavalue._core.checkpoint import load_checkpoint, save_checkpoint
+from datavalue._core.exceptions import InvalidParameterError
+from datavalue._core.parallel import joblib_backend, progress_bar, watched
+from datavalue._core.result import jsonable
+from datavalue._core.validation import N_JOBS, Interval, Options
+from datavalue.valuation.base import FitData, FitFailures, Valuator, default_model
+from datavalue.valuation.sampling import (
     SAMPLERS,
     BanzhafWeight,
     BetaWeight,
@@ -50,7 +49,13 @@ from .sampling import (
     Truncation,
     make_sampler,
 )
-from .stopping import MaxSamples, RunProgress, StoppingCriterion, default_stopping
+from datavalue.valuation.stopping import (
+    MaxSamples,
+    RunProgress,
+    StoppingCriterion,
+    default_stopping,
+)
+from datavalue.valuation.utility import METRIC_NAMES, Utility, default_metric
 
 __all__ = ["TMCShapley", "BetaShapley", "DataBanzhaf", "SemivalueValuation", "run_semivalue"]
 
@@ -647,7 +652,7 @@ class DataBanzhaf(SemivalueValuation):
     def _stopping(self, n: int) -> StoppingCriterion:
         if self.stopping is None and self.max_subsets is None:
             # MSR samples are single fits: the relative-change window is in samples.
-            from .stopping import RelativeChange
+            from datavalue.valuation.stopping import RelativeChange
 
             return RelativeChange(0.05, window=50 * n) | MaxSamples(max(5000, 200 * n))
         return super()._stopping(n)

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from ..exceptions import InvalidParameterError
+from datavalue._core.exceptions import InvalidParameterError
 
 __all__ = [
     "RunProgress",

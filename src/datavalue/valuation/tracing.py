@@ -1,5 +1,5 @@
 """Data values from gradient tracing: TracIn / Grad-Dot / Grad-Cos and TRAK
-(:mod:`datavalue.influence.tracing`) on models the valuator trains.
+(:mod:`datavalue.attribution.tracing`) on models the valuator trains.
 
 ``target="validation"`` (default): each training example's summed attribution over the
 validation examples (its help to the validation loss, or margin for TRAK). ``target="self"``:
@@ -15,10 +15,10 @@ from typing import Any, ClassVar
 import numpy as np
 from sklearn.base import clone
 
-from .._validation import Interval, Options, is_torch_module
-from ..exceptions import InvalidParameterError
-from ..parallel import spawn_seeds
-from .base import Valuator, default_model
+from datavalue._core.exceptions import InvalidParameterError
+from datavalue._core.parallel import spawn_seeds
+from datavalue._core.validation import Interval, Options, is_torch_module
+from datavalue.valuation.base import Valuator, default_model
 
 __all__ = ["TracInValuation", "TRAKValuation"]
 
@@ -37,7 +37,7 @@ class _TracingValuator(Valuator):
     def _fit_models(self, data: Any, n_models: int, fraction: float) -> list[Any]:
         """``n_models`` models trained on the training split (random subsets of ``fraction``
         of it, one seed per model; a torch module re-initialised from that seed)."""
-        from ..retrain import reinitialized
+        from datavalue.evaluate.retrain import reinitialized
 
         seeds = spawn_seeds(self.random_state, n_models)
         models = []
@@ -110,7 +110,7 @@ class TracInValuation(_TracingValuator):
 
     With a scikit-learn model there are no checkpoints: the fitted model is the one checkpoint
     (Grad-Dot, or Grad-Cos with ``normalize=True``). A torch module's checkpoints can be
-    traced with :class:`~datavalue.influence.TracIn` directly.
+    traced with :class:`~datavalue.attribution.TracIn` directly.
 
     Parameters
     ----------
@@ -149,7 +149,7 @@ class TracInValuation(_TracingValuator):
         self.batch_size = batch_size
 
     def _tracer(self, data: Any) -> Any:
-        from ..influence.tracing import TracIn
+        from datavalue.attribution.tracing import TracIn
 
         model = self._fit_models(data, 1, 1.0)[0]
         return TracIn(model, self.loss, normalize=self.normalize, proj_dim=self.proj_dim,
@@ -200,7 +200,7 @@ class TRAKValuation(_TracingValuator):
         self.batch_size = batch_size
 
     def _tracer(self, data: Any) -> Any:
-        from ..influence.tracing import TRAK
+        from datavalue.attribution.tracing import TRAK
 
         if data.task != "classification":
             raise InvalidParameterError(
