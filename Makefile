@@ -73,8 +73,10 @@ bench-all: bench bench-shapley bench-influence bench-cnn bench-newton bench-trac
 	bench-tables \
 	bench-recommend bench-attack bench-augment
 
+# Style (ruff) and the layers of docs/architecture.md (import-linter, contracts in pyproject.toml).
 lint: install
 	$(BIN)/ruff check src tests benchmarks
+	cd src && ../$(BIN)/lint-imports --config ../pyproject.toml --no-cache
 
 clean:
 	rm -rf $(VENV) results .pytest_cache

@@ -47,7 +47,7 @@ def compute(case: dict, method: str, p: dict, timer: common.Timer):
 
     from datavalue.attribution import InfluenceFunction
     from datavalue.attribution.gradients import iter_gradient_blocks
-    from datavalue.attribution.model import wrap_model
+    from datavalue.attribution.wrap import wrap_model
 
     n_test = p.get("n_test")
     xtr, ytr = case["x_train"], case["y_train"]

@@ -7,7 +7,8 @@ import pytest
 
 import datavalue as dv
 from datavalue import InvalidParameterError
-from datavalue.actions.explain import Explanation, ascii_image, explain, render_text
+from datavalue.actions.explain import Explanation, explain
+from datavalue.report.text import ascii_image, render_explanation
 
 pytest.importorskip("torch")
 
@@ -34,14 +35,14 @@ def test_explain_matches_influence_and_finds_flips(digits):
 
 def test_render_draws_digits_and_rows(digits, tmp_path):
     e = explain(digits, 0, k=2)
-    text = render_text(e, digits)
+    text = render_explanation(e, digits)
     assert "Most helpful" in text and "Most harmful" in text
     assert text.count("train #") == 4
     assert sum(1 for line in text.splitlines() if "@" in line or "#" in line) >= 8  # images
     path = e.save(tmp_path)
     assert Explanation.load(path) == e
     cancer = dv.load_dataset("breast_cancer", random_state=0)
-    t2 = render_text(explain(cancer, 1, k=2), cancer)
+    t2 = render_explanation(explain(cancer, 1, k=2), cancer)
     assert "mean radius=" in t2  # tabular rows show named raw feature values
 
 
@@ -70,7 +71,7 @@ def test_a_flat_test_loss_is_said_and_explained_by_the_margin(test_index):
     assert e.test_loss == 0.0 and e.measure == "margin"
     assert set(e.helpful).isdisjoint(e.harmful)
     assert min(e.helpful_scores) > 0 > max(e.harmful_scores)
-    text = render_text(e, ds)
+    text = render_explanation(e, ds)
     assert "exactly 0" in text and "margin" in text
 
 
@@ -115,7 +116,7 @@ def test_explain_with_gradient_tracing_matches_the_tracer(digits, method):
     np.testing.assert_array_equal(e.helpful, np.argsort(-scores, kind="stable")[:4])
     np.testing.assert_allclose(e.harmful_scores, np.sort(scores)[:4], rtol=1e-6)
     assert e.method == method and e.measure == ("margin" if method == "trak" else "loss")
-    text = render_text(e, digits)
+    text = render_explanation(e, digits)
     assert f"method {method}" in text
     assert Explanation(**{**e.__dict__}).method == method
     with pytest.raises(InvalidParameterError, match="'method'"):

@@ -23,7 +23,7 @@ from datavalue.attribution.gradients import (  # noqa: E402
     per_example_gradients,
     score_matrix,
 )
-from datavalue.attribution.model import wrap_model  # noqa: E402
+from datavalue.attribution.wrap import wrap_model  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings(
     "ignore:`torch.jit.script` is deprecated:DeprecationWarning"

@@ -24,8 +24,9 @@ from datavalue import (  # noqa: E402
     InvalidParameterError,
 )
 from datavalue.attribution.gradients import objective_gradient  # noqa: E402
-from datavalue.attribution.model import ParamLayout, smooth_hinge, wrap_model  # noqa: E402
+from datavalue.attribution.model import ParamLayout, smooth_hinge  # noqa: E402
 from datavalue.attribution.sklearn_models import fit_smooth_hinge_svm  # noqa: E402
+from datavalue.attribution.wrap import wrap_model  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings(
     "ignore:`torch.jit.script` is deprecated:DeprecationWarning"

@@ -14,7 +14,8 @@ import datavalue as dv
 from datavalue import InvalidDataError, InvalidParameterError
 from datavalue.evaluate import point_removal, summarize_curve
 from datavalue.report import build_report
-from datavalue.report._examples import features_text, png_image
+from datavalue.report._examples import png_image
+from datavalue.report.text import features_text
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -3,9 +3,9 @@
 :func:`explain` fits a model on the training split, computes the influence of every training
 example on the loss of one test example (:meth:`datavalue.InfluenceFunction.influence`: the
 predicted change of that test loss if the training example were removed and the model
-retrained), and returns the most helpful and most harmful examples. :func:`render_text` prints
-them, with 8x8 images drawn in text for ``digits``; :meth:`Explanation.save` writes
-``explanation.json`` for ``datavalue report``.
+retrained), and returns the most helpful and most harmful examples;
+:func:`datavalue.report.text.render_explanation` prints them (8x8 images drawn in text for
+``digits``) and :meth:`Explanation.save` writes ``explanation.json`` for ``datavalue report``.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from datavalue._core.exceptions import InvalidParameterError
 from datavalue.data import Dataset
 from datavalue.valuation.models import make_model
 
-__all__ = ["Explanation", "explain", "render_text", "ascii_image", "EXPLAIN_METHODS"]
+__all__ = ["Explanation", "explain", "EXPLAIN_METHODS"]
 
 #: Attribution methods :func:`explain` can rank training examples with.
 EXPLAIN_METHODS = ("influence", "tracin", "grad-cos", "trak")
@@ -180,80 +180,3 @@ class _TopFromScores:
     def __init__(self, helpful, helpful_scores, harmful, harmful_scores) -> None:
         self.helpful, self.helpful_scores = [helpful], [helpful_scores]
         self.harmful, self.harmful_scores = [harmful], [harmful_scores]
-
-
-_SHADES = " .:-=+*#%@"
-
-
-def ascii_image(pixels: np.ndarray, shape: tuple[int, ...],
-                value_range: tuple[float, float] | None = None) -> list[str]:
-    """Rows of characters drawing a grey-level image (darker = higher value), scaled to its own
-    range or to ``value_range`` (the same for images compared side by side)."""
-    img = np.asarray(pixels, dtype=np.float64).reshape(shape)
-    lo, hi = (float(img.min()), float(img.max())) if value_range is None else value_range
-    img = np.clip(img, lo, hi)
-    scaled = np.zeros_like(img) if hi <= lo else (img - lo) / (hi - lo)
-    idx = np.minimum((scaled * len(_SHADES)).astype(int), len(_SHADES) - 1)
-    return ["".join(_SHADES[i] * 2 for i in row) for row in idx]
-
-
-def _row_text(ds: Dataset, x: np.ndarray, n_features: int = 6) -> str:
-    raw = ds.raw_features(x[None, :])[0]
-    shown = ", ".join(f"{name}={value:.4g}" for name, value in
-                      zip(ds.feature_names[:n_features], raw[:n_features], strict=False))
-    more = f", ... ({ds.n_features} features)" if ds.n_features > n_features else ""
-    return shown + more
-
-
-def render_text(expl: Explanation, ds: Dataset) -> str:
-    """The explanation as text: the test example, then its helpful and harmful examples."""
-    image = ds.image_shape is not None
-    noisy = set(ds.noisy_indices.tolist())
-    lines = [
-        f"Test example {expl.test_index}: label {ds.label_name(expl.test_label)}, predicted "
-        f"{ds.label_name(expl.predicted_label)} (loss {expl.test_loss:.4g}; model {expl.model}, "
-        + (f"solver {expl.solver})" if expl.method == "influence" else f"method {expl.method})"),
-    ]
-    if image:
-        lines += ["  " + r for r in ascii_image(ds.raw_features(ds.x_test[expl.test_index]),
-                                                ds.image_shape)]
-    else:
-        lines.append("  " + _row_text(ds, ds.x_test[expl.test_index]))
-    if expl.measure == "margin" and expl.method == "influence":
-        lines.append("")
-        lines.append(
-            "The test loss is exactly 0 here (the example lies beyond the model's margin), so "
-            "removing any single training example would leave it at 0: every loss influence is "
-            "0. The examples below are ranked by their influence on the test example's margin "
-            "(how confidently it is classified) instead."
-        )
-    what = "this test loss" if expl.measure == "loss" else "this test example's margin"
-    raise_, lower = (("raise", "lower") if expl.measure == "loss" else ("lower", "raise"))
-    titles = (f"removing them would {raise_} {what}", f"removing them would {lower} {what}")
-    score_name = "influence"
-    if expl.method in ("tracin", "grad-cos"):
-        titles = (f"their gradients lower {what}", f"their gradients raise {what}")
-        score_name = "grad-dot" if expl.method == "tracin" else "cosine"
-    elif expl.method == "trak":
-        titles = (f"they raise {what}", f"they lower {what}")
-        score_name = "TRAK score"
-    for title, idx, scores in (
-        (f"Most helpful training examples ({titles[0]})", expl.helpful, expl.helpful_scores),
-        (f"Most harmful training examples ({titles[1]})", expl.harmful, expl.harmful_scores),
-    ):
-        lines.append("")
-        lines.append(title + ":")
-        blocks = []
-        for rank, (i, s) in enumerate(zip(idx, scores, strict=True), start=1):
-            flag = "  [label was flipped]" if i in noisy else ""
-            head = (f"  {rank}. train #{i}  label {ds.label_name(ds.y_train[i])}  "
-                    f"{score_name} {s:+.4g}{flag}")
-            if image:
-                blocks.append([head] + ["     " + r for r in
-                                        ascii_image(ds.raw_features(ds.x_train[i]),
-                                                    ds.image_shape)])
-            else:
-                blocks.append([head, "     " + _row_text(ds, ds.x_train[i])])
-        for b in blocks:
-            lines.extend(b)
-    return "\n".join(lines)

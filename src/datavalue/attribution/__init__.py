@@ -56,7 +56,7 @@ _LAZY = {
     "debug_group": "applications.mismatch",
     "GroupDebug": "applications.mismatch",
     "InfluenceModel": "model",
-    "wrap_model": "model",
+    "wrap_model": "wrap",
     "fit_smooth_hinge_svm": "sklearn_models",
     "smooth_hinge": "model",
     "per_example_gradients": "gradients",

@@ -304,7 +304,7 @@ class InfluenceFunction(BaseEstimator):
             hessian_operator,
             objective_gradient,
         )
-        from datavalue.attribution.model import wrap_model
+        from datavalue.attribution.wrap import wrap_model
 
         start = time.perf_counter()
         validate_params(

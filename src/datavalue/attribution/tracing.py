@@ -160,7 +160,7 @@ class _Tracer(BaseEstimator):
             gather_examples,
             is_torch_data,
         )
-        from datavalue.attribution.model import wrap_model
+        from datavalue.attribution.wrap import wrap_model
 
         dtype = _resolve_dtype(self.dtype)
         x_train, y_train = check_examples_args(x_train, y_train, "x_train", "y_train")

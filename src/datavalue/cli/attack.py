@@ -121,7 +121,7 @@ def _train_model(name: str, ds: Any, seed: int) -> tuple[Any, dict[str, Any]]:
 def _box(ds: Any, fraction: float) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
     """Epsilon and the valid range in the model's (standardized) units: images share one pixel
     range, other features have their own training range."""
-    from datavalue.report._examples import is_image
+    from datavalue.report.text import is_image
 
     raw = ds.raw_features(ds.x_train)
     image = is_image(ds)
@@ -152,7 +152,7 @@ def _record(res: Any, ds: Any) -> dict[str, Any]:
 
 
 def _draw_pairs(ds: Any, rec: dict[str, Any], show: int) -> list[str]:
-    from datavalue.actions.explain import ascii_image
+    from datavalue.report.text import ascii_image
 
     raw_train = ds.raw_features(ds.x_train)
     rng = (float(raw_train.min()), float(raw_train.max()))
@@ -178,7 +178,7 @@ def _draw_pairs(ds: Any, rec: dict[str, Any], show: int) -> list[str]:
 
 def _cmd_attack(args: argparse.Namespace) -> int:
     from datavalue.attribution.applications.attack import random_perturbation, training_set_attack
-    from datavalue.report._examples import is_image
+    from datavalue.report.text import is_image
 
     counts = _counts(args.n_train)
     if args.model not in ATTACK_MODELS:
@@ -239,8 +239,7 @@ def _plain(v: Any) -> Any:
 
 
 def _render(ds: Any, args: argparse.Namespace, runs: list[dict[str, Any]], image: bool) -> str:
-    from datavalue.actions.explain import ascii_image
-    from datavalue.report._examples import _number, largest_changes
+    from datavalue.report.text import ascii_image, largest_changes, number
 
     label = ds.label_name(ds.y_test[args.test_index])
     first = runs[0]["attack"]
@@ -272,5 +271,5 @@ def _render(ds: Any, args: argparse.Namespace, runs: list[dict[str, Any]], image
             moved = largest_changes(ds, np.asarray(a["x_original"][j]),
                                     np.asarray(a["x_perturbed"][j]))
             lines.append(f"    row {a['row_ids'][j]} ({ds.label_name(a['labels'][j])}): "
-                         + ", ".join(f"{n} {_number(o)} -> {_number(v)}" for n, o, v in moved))
+                         + ", ".join(f"{n} {number(o)} -> {number(v)}" for n, o, v in moved))
     return "\n".join(lines).rstrip()

@@ -135,7 +135,7 @@ def _labels(ds: Any, y: np.ndarray, path: str) -> np.ndarray:
 
 def _cmd_augment(args: argparse.Namespace) -> int:
     from datavalue.actions.augment import CANDIDATE_METHODS, addition_curve, value_candidates
-    from datavalue.actions.explain import ascii_image
+    from datavalue.report.text import ascii_image
     from datavalue.valuation.models import make_model
 
     _check_name(args.method, dict.fromkeys(CANDIDATE_METHODS), "method", "--method")

@@ -68,7 +68,8 @@ def add_parser(sub: Any, fmt: Any) -> argparse.ArgumentParser:
 
 
 def _cmd_explain(args: argparse.Namespace) -> int:
-    from datavalue.actions.explain import EXPLAIN_METHODS, explain, render_text
+    from datavalue.actions.explain import EXPLAIN_METHODS, explain
+    from datavalue.report.text import render_explanation
 
     _check_name(args.model, MODELS, "model", "--model")
     _check_name(args.method, dict.fromkeys(EXPLAIN_METHODS), "method", "--method")
@@ -82,7 +83,7 @@ def _cmd_explain(args: argparse.Namespace) -> int:
                    solver=args.solver, damping=args.damping, method=args.method,
                    random_state=args.seed)
     print(f"Data:  {ds.describe()}")
-    print(render_text(expl, ds))
+    print(render_explanation(expl, ds))
     if args.out is not None:
         out = Path(args.out)
         with RunWriter(out, replace=True, what="--out") as w:

@@ -16,7 +16,6 @@ refused, never mixed in.
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import os
@@ -28,6 +27,7 @@ import numpy as np
 
 from datavalue._core.checkpoint import load_checkpoint, save_checkpoint
 from datavalue._core.exceptions import InvalidDataError, InvalidParameterError
+from datavalue._core.modules import reinitialized
 from datavalue._core.parallel import (
     effective_n_jobs,
     joblib_backend,
@@ -42,20 +42,6 @@ __all__ = ["Retrain", "SubsetOutputs", "LOOOutputs", "subset_outputs", "loo_outp
 
 #: Outputs :class:`Retrain` records; ``goal`` says which direction is "better".
 OUTPUTS = {"loss": "minimize", "margin": "maximize"}
-
-
-def reinitialized(module: Any, seed: int) -> Any:
-    """A copy of a torch ``module`` whose parameters are drawn again under
-    ``torch.manual_seed(seed)`` (every submodule's ``reset_parameters``), then the seed is left
-    set for the training that follows (its shuffling)."""
-    import torch
-
-    fresh = copy.deepcopy(module)
-    torch.manual_seed(seed)
-    for m in fresh.modules():
-        if callable(getattr(m, "reset_parameters", None)):
-            m.reset_parameters()
-    return fresh
 
 
 def _hash_array(h: Any, a: Any) -> None:

@@ -18,14 +18,7 @@ from datavalue._core.io import atomic_write_text
 from datavalue._core.result import ValuationResult
 from datavalue.data import Dataset
 from datavalue.report import _html as h
-from datavalue.report._examples import (
-    _number,
-    cards,
-    features_text,
-    is_image,
-    largest_changes,
-    rows_table,
-)
+from datavalue.report._examples import cards, rows_table
 from datavalue.report._figures import (
     plot_compare_curves,
     plot_compare_detection,
@@ -33,6 +26,7 @@ from datavalue.report._figures import (
 )
 from datavalue.report._html import REPORT_MARKER
 from datavalue.report.explain import explanation_files, load_explanations
+from datavalue.report.text import features_text, is_image, largest_changes, number
 from datavalue.runs import load_run
 
 __all__ = ["build_report"]
@@ -434,7 +428,7 @@ def _attack_sections(d: Path, k: int) -> list[Section]:
             body = cards(ds, both, caps, flags=[j % 2 == 1 for j in range(2 * shown)],
                          alt="attacked example")
         else:
-            changes = [[a["row_ids"][j], name, _number(old), _number(new)]
+            changes = [[a["row_ids"][j], name, number(old), number(new)]
                        for j in range(shown)
                        for name, old, new in largest_changes(ds, x0[j], x1[j], k=4)]
             body = h.table(["row", "feature (largest changes)", "original", "perturbed"],

@@ -18,8 +18,9 @@ import numpy as np
 
 from datavalue.data import Dataset
 from datavalue.report._html import esc, fmt, img, table
+from datavalue.report.text import features_text, number
 
-__all__ = ["png_image", "example_png", "features_text", "cards", "rows_table", "is_image"]
+__all__ = ["png_image", "example_png", "cards", "rows_table"]
 
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -43,11 +44,6 @@ def png_image(pixels: np.ndarray, scale: int = 1) -> bytes:
     header = struct.pack(">IIBBBBB", w, h, 8, color, 0, 0, 0)
     return (_PNG_MAGIC + _chunk(b"IHDR", header) + _chunk(b"IDAT", zlib.compress(raw, 9))
             + _chunk(b"IEND", b""))
-
-
-def is_image(ds: Dataset) -> bool:
-    shape = ds.image_shape
-    return shape is not None and int(np.prod(shape)) == ds.n_features and len(shape) in (2, 3)
 
 
 class _Pixels:
@@ -74,44 +70,6 @@ def example_png(ds: Dataset, x: np.ndarray, pixels: _Pixels | None = None) -> by
     image = pixels(x)
     scale = max(1, 96 // max(image.shape[:2]))
     return png_image(image, scale)
-
-
-def _number(v: float) -> str:
-    """Whole numbers in full (fnlwgt=91580, not 9.158e+04), others to 4 significant digits."""
-    if abs(v) < 1e-9:
-        return "0"
-    if abs(v) < 1e12 and abs(v - round(v)) <= 1e-9 * max(1.0, abs(v)):
-        return str(int(round(v)))
-    return fmt(v, 4)
-
-
-def features_text(ds: Dataset, x: np.ndarray, *, limit: int = 60) -> str:
-    """``name=value`` pairs in original units; one-hot columns (``name=level``) shown only when
-    set, as the level name alone."""
-    raw = np.asarray(ds.raw_features(np.asarray(x)[None, :]), dtype=np.float64)[0]
-    parts = []
-    for name, v in zip(ds.feature_names, raw, strict=True):
-        if "=" in name and abs(v) < 1e-9:
-            continue
-        if "=" in name and abs(v - 1.0) < 1e-9:
-            parts.append(name)
-        else:
-            parts.append(f"{name}={_number(v)}")
-    more = f", … ({len(parts) - limit} more)" if len(parts) > limit else ""
-    return ", ".join(parts[:limit]) + more
-
-
-def largest_changes(ds: Dataset, before: np.ndarray, after: np.ndarray,
-                    k: int = 4) -> list[tuple[str, float, float]]:
-    """The ``k`` features of one example that changed most between ``before`` and ``after``
-    (model units), as ``(name, old, new)`` in original units, ranked by the change relative to
-    the feature's training range."""
-    raw = np.asarray(ds.raw_features(np.vstack([before, after])), dtype=np.float64)
-    train = np.asarray(ds.raw_features(ds.x_train), dtype=np.float64)
-    span = train.max(axis=0) - train.min(axis=0)
-    rel = np.abs(raw[1] - raw[0]) / np.where(span > 0, span, 1.0)
-    top = [int(j) for j in np.argsort(-rel, kind="stable")[:k] if rel[j] > 0]
-    return [(ds.feature_names[j], float(raw[0, j]), float(raw[1, j])) for j in top]
 
 
 def _caption_lines(lines: Sequence[str]) -> str:
@@ -150,7 +108,7 @@ def features_cell(ds: Dataset, x: np.ndarray, *, shown: int = 4) -> str:
     in a ``<details>`` (a phone screen shows four short lines, not thirty)."""
     top = _distinctive(ds, x, shown)
     raw = np.asarray(ds.raw_features(np.asarray(x)[None, :]), dtype=np.float64)[0]
-    short = ", ".join(esc(f"{ds.feature_names[j]}={_number(raw[j])}") for j in top)
+    short = ", ".join(esc(f"{ds.feature_names[j]}={number(raw[j])}") for j in top)
     if ds.n_features <= shown:
         return short
     return (f"{short}<details><summary>all {ds.n_features} features</summary>"

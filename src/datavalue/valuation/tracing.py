@@ -37,7 +37,7 @@ class _TracingValuator(Valuator):
     def _fit_models(self, data: Any, n_models: int, fraction: float) -> list[Any]:
         """``n_models`` models trained on the training split (random subsets of ``fraction``
         of it, one seed per model; a torch module re-initialised from that seed)."""
-        from datavalue.evaluate.retrain import reinitialized
+        from datavalue._core.modules import reinitialized
 
         seeds = spawn_seeds(self.random_state, n_models)
         models = []
