@@ -35,7 +35,8 @@ import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import datavalue as dv  # noqa: E402
-from datavalue.actions.compare import compare, markdown_table  # noqa: E402
+from datavalue.actions.compare import compare  # noqa: E402
+from datavalue.actions.comparison import markdown_table  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 SHARED = Path(os.environ.get("DATAVALUE_SHARED_DATA", HERE.parent.parent / "shared" / "data"))

@@ -18,16 +18,13 @@ from sklearn.linear_model import LogisticRegression
 
 import datavalue as dv
 from datavalue import InvalidDataError, InvalidParameterError, UnknownNameError
-from datavalue.actions.compare import (
-    COMPARE_BUDGETS,
+from datavalue.actions.compare import COMPARE_BUDGETS, compare, default_methods, method_params
+from datavalue.actions.comparison import (
     CURVE_COLUMNS,
     DETECTION_COLUMNS,
     RETRAINING_COLUMNS,
-    compare,
-    default_methods,
     format_summary,
     load_comparison,
-    method_params,
 )
 from datavalue.evaluate import noisy_detection, point_addition, point_removal, summarize_curve
 
@@ -208,7 +205,7 @@ def test_failures_are_recorded_or_raised(tmp_path):
 
 
 def test_without_pyarrow_writes_csv_and_says_so(tmp_path, monkeypatch):
-    monkeypatch.setattr(sys.modules["datavalue.actions.compare"], "_have_pyarrow", lambda: False)
+    monkeypatch.setattr(sys.modules["datavalue.actions.comparison"], "_have_pyarrow", lambda: False)
     c = compare("iris", methods=["random"], seeds=[0], fractions=[0.0, 0.2], progress=False,
                 out=tmp_path / "c")
     assert (tmp_path / "c" / "compare.csv").is_file()

@@ -127,7 +127,7 @@ def value_candidates(
         raise ModelOutputError(
             f"{int((~np.isfinite(values)).sum())} candidate values are not finite: the model's "
             "outputs or losses overflowed. No result is reported.")
-    from datavalue.data import fingerprint_arrays
+    from datavalue._core.fingerprint import fingerprint_arrays
 
     return ValuationResult(
         values=values, stderr=stderr, method=f"candidates:{method}", params=params,

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from datavalue._core.exceptions import InvalidDataError, InvalidParameterError
+from datavalue._core.fingerprint import hash_batch
 
 __all__ = ["is_torch_data", "Examples", "TensorExamples", "StreamedExamples", "gather_examples",
            "check_examples_args", "model_examples"]
@@ -126,16 +127,6 @@ def split_batch(batch: Any, batch_fn: Callable | None, name: str) -> tuple[Any, 
         "batch_fn=lambda b: (inputs, targets) to say how to read them.")
 
 
-def _hash_tensor(h: Any, t: Any) -> None:
-    import torch
-
-    t = t.detach().cpu()
-    h.update(f"{t.dtype}{tuple(t.shape[1:])}".encode())
-    if t.dtype == torch.bfloat16:  # numpy has no bfloat16; float32 holds it exactly
-        t = t.float()
-    h.update(t.contiguous().numpy().tobytes())
-
-
 class Examples:
     """Rows ``(inputs, targets)`` ready for the model (validated, on its device and dtype)."""
 
@@ -197,8 +188,8 @@ class TensorExamples(Examples):
     def fingerprint(self) -> str:
         if self._fingerprint is None:
             h = hashlib.sha256()
-            _hash_tensor(h, self.x)
-            _hash_tensor(h, self.y)
+            hash_batch(h, self.x)
+            hash_batch(h, self.y)
             self._fingerprint = h.hexdigest()
         return self._fingerprint
 
@@ -240,8 +231,8 @@ class StreamedExamples(Examples):
                 raise InvalidDataError(
                     f"The inputs of '{name}' change shape between batches: {shape} then "
                     f"{tuple(x.shape[1:])} (at example {count}); pad or resize them to one shape.")
-            _hash_tensor(h, x)
-            _hash_tensor(h, y)
+            hash_batch(h, x)
+            hash_batch(h, y)
             count += int(x.shape[0])
         if count == 0:
             raise InvalidDataError(f"'{name}' holds no examples.")
@@ -259,8 +250,8 @@ class StreamedExamples(Examples):
             x, y = split_batch(batch, self.batch_fn, self.name)
             x, y = self.prepare(x, y)
             if h is not None:
-                _hash_tensor(h, x)
-                _hash_tensor(h, y)
+                hash_batch(h, x)
+                hash_batch(h, y)
             yield x, y
         if h is not None and h.hexdigest() != self._fingerprint:
             raise InvalidDataError(

@@ -27,13 +27,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from datavalue._core.exceptions import InvalidParameterError, StoreMismatchError
+from datavalue._core.fingerprint import describe_callable, hash_named_tensors
 from datavalue._core.folder import RunReader, RunWriter, check_output_folder, work_file
 
 __all__ = ["InfluenceStore", "model_fingerprint", "describe_callable"]
@@ -44,50 +45,6 @@ SOLVER_INFO = "solver-info.json"
 FORMAT = 1
 
 
-def _module_name(name: str | None) -> str:
-    """A module's name, with a script run as ``__main__`` named by its file (the same function
-    is then described alike whether the script is run or imported)."""
-    if name == "__main__":
-        import sys
-
-        path = getattr(sys.modules.get("__main__"), "__file__", None)
-        if path:
-            return Path(path).stem
-    return name or ""
-
-
-def describe_callable(fn: Any) -> str:
-    """A stable description of a loss or function: its qualified name, its plain attributes (an
-    ``nn.Module`` loss's ``reduction``, ``label_smoothing``...) and, for Python functions, a
-    hash of their code, so that an edited loss does not match a stored analysis."""
-    kind = type(fn)
-    parts = [f"{_module_name(kind.__module__)}.{kind.__qualname__}"]
-    code = getattr(fn, "__code__", None)
-    if code is not None:
-        parts = [f"{_module_name(getattr(fn, '__module__', ''))}."
-                 f"{getattr(fn, '__qualname__', '')}"]
-        h = hashlib.sha256(code.co_code)
-        h.update(repr(code.co_consts).encode())
-        parts.append(h.hexdigest()[:16])
-    attrs = getattr(fn, "__dict__", {})
-    plain = {k: v for k, v in sorted(attrs.items())
-             if not k.startswith("_") and isinstance(v, int | float | str | bool | type(None))}
-    if plain:
-        parts.append(json.dumps(plain, sort_keys=True))
-    return " ".join(parts)
-
-
-def _hash_tensors(h: Any, named: Mapping[str, Any]) -> None:
-    import torch
-
-    for name in sorted(named):
-        t = named[name].detach().cpu()
-        if t.dtype == torch.bfloat16:
-            t = t.float()
-        h.update(f"{name}{t.dtype}{tuple(t.shape)}".encode())
-        h.update(t.contiguous().numpy().tobytes())
-
-
 def model_fingerprint(model: Any) -> str:
     """SHA-256 of a wrapped model (:class:`~datavalue.attribution.model.InfluenceModel`): its kind,
     architecture, loss and every parameter and buffer value."""
@@ -95,8 +52,8 @@ def model_fingerprint(model: Any) -> str:
     h.update(describe_callable(getattr(model.loss, "loss", model.loss)).encode())
     if model.regularizer is not None:
         h.update(repr(sorted(vars(model.regularizer).items())).encode())
-    _hash_tensors(h, model.params)
-    _hash_tensors(h, model.frozen)
+    hash_named_tensors(h, model.params)
+    hash_named_tensors(h, model.frozen)
     return h.hexdigest()
 
 

@@ -685,7 +685,7 @@ class TRAK(_Tracer):
         return self.output or margin
 
     def _settings(self) -> dict[str, Any]:
-        from datavalue.attribution.store import describe_callable
+        from datavalue._core.fingerprint import describe_callable
 
         return {"output": "margin" if self.output is None else describe_callable(self.output),
                 "weights": self.weights, "damping": float(self.damping)}

@@ -24,12 +24,12 @@ finite numeric array).
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
 import numpy as np
 
 from datavalue._core.exceptions import InvalidDataError, InvalidParameterError
+from datavalue._core.fingerprint import fingerprint_table
 from datavalue._core.validation import check_features, check_table_infinite, check_target
 
 __all__ = ["FitData", "check_fit_data", "default_preprocessor", "take_rows", "model_allows_nan",
@@ -79,32 +79,6 @@ def imputes(preprocessor: Any) -> bool:
     user's. With "auto", NaN in an array is refused as bad input (missing values in a
     DataFrame — a real table — are imputed by the default preprocessor)."""
     return preprocessor is not None and not isinstance(preprocessor, str)
-
-
-def _fingerprint(x: Any, y: np.ndarray) -> str:
-    """First 16 hex digits of a SHA-256 of the features and encoded targets. For float arrays
-    it equals :func:`datavalue.data.fingerprint_arrays` (so results match their Dataset)."""
-    from datavalue.data import fingerprint_arrays
-
-    if isinstance(x, np.ndarray) and x.dtype.kind != "O":
-        return fingerprint_arrays(x, y)
-    h = hashlib.sha256()
-    if _is_frame(x):
-        import pandas as pd
-
-        h.update(repr(list(x.columns)).encode())
-        h.update(repr([str(t) for t in x.dtypes]).encode())
-        h.update(pd.util.hash_pandas_object(x, index=False).to_numpy().tobytes())
-    elif _is_sparse(x):
-        c = x.tocsr()
-        for a in (np.asarray(c.shape), c.indptr, c.indices, c.data):
-            h.update(np.ascontiguousarray(a).tobytes())
-    else:
-        h.update(repr(np.asarray(x).tolist()).encode())
-    y = np.ascontiguousarray(y)
-    h.update(f"{y.shape}{y.dtype.str}".encode())
-    h.update(y.tobytes())
-    return h.hexdigest()[:16]
 
 
 def _row_ids(x: Any, y: Any, n: int) -> np.ndarray:
@@ -249,7 +223,7 @@ class FitData:
         self.ids_valid = (None if x_valid is None else
                           np.arange(int(x_valid.shape[0]), dtype=np.int64)
                           if ids_valid is None else ids_valid)
-        self.fingerprint = _fingerprint(x_train, y_train) if fingerprint is None else fingerprint
+        self.fingerprint = fingerprint_table(x_train, y_train) if fingerprint is None else fingerprint
         self._numeric: dict[int, FitData] = {}
 
     @property

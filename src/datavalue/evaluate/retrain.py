@@ -27,6 +27,7 @@ import numpy as np
 
 from datavalue._core.checkpoint import load_checkpoint, save_checkpoint
 from datavalue._core.exceptions import InvalidDataError, InvalidParameterError
+from datavalue._core.fingerprint import describe_callable, digest_json, hash_array
 from datavalue._core.modules import reinitialized
 from datavalue._core.parallel import (
     effective_n_jobs,
@@ -42,12 +43,6 @@ __all__ = ["Retrain", "SubsetOutputs", "LOOOutputs", "subset_outputs", "loo_outp
 
 #: Outputs :class:`Retrain` records; ``goal`` says which direction is "better".
 OUTPUTS = {"loss": "minimize", "margin": "maximize"}
-
-
-def _hash_array(h: Any, a: Any) -> None:
-    arr = np.ascontiguousarray(np.asarray(a))
-    h.update(f"{arr.dtype}{arr.shape}".encode())
-    h.update(arr.tobytes() if arr.dtype != object else repr(arr.tolist()).encode())
 
 
 class Retrain:
@@ -137,14 +132,13 @@ class Retrain:
         """SHA-256 of what the outputs depend on: the model (its class and parameters, or the
         module's architecture and initial state), the data, the output and the training
         function's code."""
-        from datavalue.attribution.store import describe_callable
 
         h = hashlib.sha256()
         if is_torch_module(self.model):
             h.update(repr(self.model).encode())
             for name, t in sorted(self.model.state_dict().items()):
                 h.update(name.encode())
-                _hash_array(h, t.detach().cpu().numpy())
+                hash_array(h, t.detach().cpu().numpy())
             h.update(describe_callable(self.train_fn).encode())
             if self.loss is not None:
                 h.update(describe_callable(self.loss).encode())
@@ -153,7 +147,7 @@ class Retrain:
             h.update(json.dumps(self.model.get_params(deep=True), default=repr,
                                 sort_keys=True).encode())
         for a in (self.x_train, self.y_train, self.x_test, self.y_test):
-            _hash_array(h, a)
+            hash_array(h, a)
         h.update((self.output if isinstance(self.output, str)
                   else describe_callable(self.output)).encode())
         return h.hexdigest()
@@ -276,7 +270,6 @@ def _goal(retrain: Any, goal: str | None) -> str:
 def _identity(retrain: Any) -> str:
     if hasattr(retrain, "fingerprint"):
         return str(retrain.fingerprint())
-    from datavalue.attribution.store import describe_callable
 
     return describe_callable(retrain)
 
@@ -286,7 +279,7 @@ def _run_tasks(retrain: Any, tasks: list[tuple[np.ndarray, int]], config: dict[s
                progress: bool | None, desc: str) -> np.ndarray:
     """Outputs of every task ``(indices, seed)``, ``(n_tasks, n_test)``, resumable through
     ``cache``."""
-    key = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
+    key = digest_json(config)
     done = np.zeros(len(tasks), dtype=bool)
     outputs: np.ndarray | None = None
     if cache is not None:

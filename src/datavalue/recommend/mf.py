@@ -34,6 +34,7 @@ from sklearn.exceptions import NotFittedError
 from torch import Tensor
 
 from datavalue._core.exceptions import InvalidParameterError
+from datavalue._core.fingerprint import digest_raw
 from datavalue.recommend.ratings import Ratings
 
 __all__ = ["MatrixFactorization", "MFLayout", "MFProblem", "one_thread"]
@@ -557,13 +558,8 @@ class MatrixFactorization:
 # ---------------------------------------------------------------------------- persistence
 def _fingerprint(r: Ratings) -> str:
     """SHA-256 of a ratings log's content (codes, ratings, row ids, id tables)."""
-    import hashlib
-
-    h = hashlib.sha256()
-    for a in (r.user, r.item, r.rating, r.row_id.astype(str), r.user_ids.astype(str),
-              r.item_ids.astype(str)):
-        h.update(np.ascontiguousarray(a).tobytes())
-    return h.hexdigest()
+    return digest_raw(r.user, r.item, r.rating, r.row_id.astype(str), r.user_ids.astype(str),
+                      r.item_ids.astype(str))
 
 
 def model_bytes(model: MatrixFactorization) -> bytes:

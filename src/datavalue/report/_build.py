@@ -207,7 +207,7 @@ def _fix_html(d: Path) -> str:
 
 # ---------------------------------------------------------------------------- compare folders
 def _compare_sections(d: Path, k: int) -> list[Section]:
-    from datavalue.actions.compare import load_comparison
+    from datavalue.actions.comparison import load_comparison
 
     comp = load_comparison(d)
     cfg = comp.config

@@ -52,8 +52,6 @@ J. Yoon, S. O. Arik and T. Pfister. Data valuation using reinforcement learning.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import signal
 import threading
@@ -67,10 +65,10 @@ from sklearn.base import clone
 
 from datavalue._core.checkpoint import load_checkpoint, save_checkpoint
 from datavalue._core.exceptions import InvalidModelError, InvalidParameterError, ModelOutputError
+from datavalue._core.fingerprint import digest_json, fingerprint_arrays
 from datavalue._core.parallel import progress_bar, spawn_seeds
 from datavalue._core.result import jsonable
 from datavalue._core.validation import PREPROCESSOR, Interval, Options, check_magnitude
-from datavalue.data import fingerprint_arrays
 from datavalue.data.fitdata import imputes as _imputes
 from datavalue.valuation.base import FitData, Valuator
 from datavalue.valuation.dvrl_predictors import (
@@ -405,10 +403,8 @@ class DVRL(Valuator):
         params = self.get_params(deep=False)
         for name in ("n_iterations", "checkpoint", "resume", "checkpoint_every", "progress"):
             params.pop(name)
-        blob = json.dumps({"params": jsonable(params), "train": data.fingerprint,
-                           "valid": fingerprint_arrays(data.x_valid, data.y_valid)},
-                          sort_keys=True)
-        return hashlib.sha256(blob.encode()).hexdigest()
+        return digest_json({"params": jsonable(params), "train": data.fingerprint,
+                            "valid": fingerprint_arrays(data.x_valid, data.y_valid)})
 
     # ------------------------------------------------------------------ fit
     def fit(self, x_train: Any, y_train: Any, x_valid: Any = None, y_valid: Any = None) -> DVRL:

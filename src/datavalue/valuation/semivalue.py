@@ -18,9 +18,7 @@ point.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import itertools
-import json
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -33,6 +31,7 @@ from threadpoolctl import threadpool_limits
 
 from datavalue._core.checkpoint import load_checkpoint, save_checkpoint
 from datavalue._core.exceptions import InvalidParameterError
+from datavalue._core.fingerprint import digest_json
 from datavalue._core.parallel import joblib_backend, progress_bar, watched
 from datavalue._core.result import jsonable
 from datavalue._core.validation import N_JOBS, Interval, Options
@@ -455,8 +454,7 @@ class SemivalueValuation(Valuator):
     def _config(self, data_fingerprint: str) -> str:
         params = {k: v for k, v in self.get_params(deep=False).items()
                   if k not in _EXECUTION_PARAMS}
-        blob = json.dumps([self.method_name, jsonable(params), data_fingerprint], sort_keys=True)
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+        return digest_json([self.method_name, jsonable(params), data_fingerprint], length=16)
 
     def fit(self, x_train: Any, y_train: Any, x_valid: Any = None, y_valid: Any = None):
         """Value every training point by its weighted marginal contribution to the validation
