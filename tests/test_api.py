@@ -137,3 +137,48 @@ def test_bad_data_raises_naming_the_argument(name, tiny):
     for args, match in _bad_data_cases(tiny):
         with pytest.raises(InvalidDataError, match=match):
             dv.make_valuator(name).fit(*args)
+
+
+def test_the_public_names_are_exactly_the_documented_list():
+    # docs/api.md is the list; equality, not existence, so nothing public goes undocumented.
+    import re
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "api.md").read_text()
+    documented = set(re.findall(r"^\| `([A-Za-z_][A-Za-z0-9_]*)` \|", doc, flags=re.M))
+    assert documented == set(dv.__all__)
+    assert len(dv.__all__) == len(set(dv.__all__))
+    for name in dv.__all__:
+        assert getattr(dv, name) is not None
+
+
+def test_the_results_folder_page_equals_the_kinds_in_the_code():
+    from pathlib import Path
+
+    from datavalue._core.kinds import markdown
+
+    page = Path(__file__).resolve().parents[1] / "docs" / "results-folders.md"
+    assert page.read_text() == markdown(), (
+        "docs/results-folders.md is out of date: write datavalue._core.kinds.markdown() to it")
+
+
+def test_moved_modules_import_from_their_old_paths_with_a_warning():
+    import importlib
+    import sys
+    import warnings
+
+    from datavalue._core.moved import MOVED
+
+    for old, new in MOVED.items():
+        sys.modules.pop(old, None)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            module = importlib.import_module(old)
+        assert module is importlib.import_module(new), old  # the same module, not a copy
+        assert any(issubclass(w.category, DeprecationWarning) and new in str(w.message)
+                   for w in caught), old
+    from datavalue.influence.gradients import per_example_gradients as before
+
+    from datavalue.attribution.gradients import per_example_gradients as now
+
+    assert before is now

@@ -72,23 +72,24 @@ def test_an_unwritable_folder_is_refused_before_work(tmp_path):
 def test_files_the_user_adds_to_a_run_survive_a_new_run(tmp_path):
     _result(3, 1.0).save(tmp_path)
     (tmp_path / "my_notes.md").write_text("keep me")
-    with RunWriter(tmp_path) as w:
-        w.write_text("extra.csv", "a\n1\n")
-    with RunWriter(tmp_path, replace=True) as w:  # a new run replaces only the run's files
+    with RunWriter(tmp_path, kind="evaluate") as w:
+        w.write_text("removal.csv", "a\n1\n")
+    with RunWriter(tmp_path, kind="value", replace=True) as w:  # replaces only the run's files
         w.write_text("values.csv", "new\n")
     assert (tmp_path / "my_notes.md").read_text() == "keep me"
-    assert not (tmp_path / "extra.csv").exists()  # it belonged to the old run
+    assert not (tmp_path / "removal.csv").exists()  # it belonged to the old run
     assert not (tmp_path / "values.npz").exists()
     assert sorted(json.loads((tmp_path / MANIFEST).read_text())["files"]) == ["values.csv"]
 
 
 def test_a_writer_never_replaces_a_protected_input(tmp_path):
-    with RunWriter(tmp_path) as w:
+    with RunWriter(tmp_path, kind="evaluate") as w:
         w.write_text("removal.csv", "x\n1\n")
     with pytest.raises(InvalidParameterError, match="input"):
         check_output_folder(tmp_path, protect=[tmp_path / "removal.csv"])
     with pytest.raises(InvalidParameterError, match="input"), \
-            RunWriter(tmp_path, replace=True, protect=[tmp_path / "removal.csv"]) as w:
+            RunWriter(tmp_path, kind="value", replace=True,
+                      protect=[tmp_path / "removal.csv"]) as w:
         w.write_text("values.csv", "v\n")
     assert (tmp_path / "removal.csv").read_text() == "x\n1\n"
 
@@ -96,7 +97,7 @@ def test_a_writer_never_replaces_a_protected_input(tmp_path):
 def test_an_exception_inside_the_writer_changes_nothing(tmp_path):
     _result(3, 1.0).save(tmp_path)
     before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
-    with pytest.raises(RuntimeError), RunWriter(tmp_path, replace=True) as w:
+    with pytest.raises(RuntimeError), RunWriter(tmp_path, kind="value", replace=True) as w:
         w.write_text("values.csv", "half")
         raise RuntimeError("the model crashed")
     after = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
@@ -116,7 +117,7 @@ def test_load_checks_every_file_against_the_manifest(tmp_path):
 
 def test_result_json_and_values_must_agree_on_n(tmp_path):
     good = _result(5, 1.0)
-    with RunWriter(tmp_path) as w:
+    with RunWriter(tmp_path, kind="value") as w:
         good._write_to(w)
         meta = json.loads((w.path("result.json")).read_text())
         w.write_text("result.json", json.dumps({**meta, "n": 3}))
@@ -279,7 +280,7 @@ def test_a_reader_waits_for_a_writer(tmp_path):
 
     _result(3, 1.0).save(tmp_path)
     seen = []
-    with RunWriter(tmp_path, replace=True) as w:
+    with RunWriter(tmp_path, kind="value", replace=True) as w:
         _result(4, 2.0)._write_to(w)
 
         def read():
@@ -292,3 +293,38 @@ def test_a_reader_waits_for_a_writer(tmp_path):
         assert t.is_alive()  # blocked by the writer's lock
     t.join(10)
     assert seen == [5]  # the new run: header + 4 rows
+
+
+# ---------------------------------------------------------------------- kinds
+def test_the_manifest_records_each_files_kind_and_its_version(tmp_path):
+    _result(3, 1.0).save(tmp_path)
+    with RunWriter(tmp_path, kind="evaluate") as w:
+        w.write_text("removal.csv", "x\n1\n")
+    manifest = json.loads((tmp_path / MANIFEST).read_text())
+    assert manifest["kinds"] == {"evaluate": 1, "value": 1}
+    assert manifest["files"]["removal.csv"]["kind"] == "evaluate"
+    assert manifest["files"]["values.npz"]["kind"] == "value"
+    with RunReader(tmp_path) as r:
+        assert r.kinds == {"evaluate": 1, "value": 1}
+
+
+def test_a_writer_writes_only_the_files_its_kind_declares(tmp_path):
+    with pytest.raises(InvalidParameterError, match="'clean' run does not write 'notes.txt'"), \
+            RunWriter(tmp_path, kind="clean") as w:
+        w.write_text("notes.txt", "x")
+    assert not (tmp_path / "notes.txt").exists()
+    with pytest.raises(ValueError, match="Unknown results-folder kind 'nope'"):
+        RunWriter(tmp_path, kind="nope")
+
+
+@pytest.mark.parametrize("kinds, message", [
+    ({"value": 99}, "'value' files in format 99; this datavalue reads format 1"),
+    ({"hologram": 1}, "a kind this datavalue does not know \\('hologram'\\)"),
+])
+def test_a_folder_of_a_newer_datavalue_is_refused_clearly(tmp_path, kinds, message):
+    _result(3, 1.0).save(tmp_path)
+    manifest = json.loads((tmp_path / MANIFEST).read_text())
+    manifest["kinds"] = kinds
+    (tmp_path / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(InvalidDataError, match=message + ".*newer datavalue"):
+        dv.ValuationResult.load(tmp_path)

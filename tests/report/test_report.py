@@ -197,8 +197,11 @@ def test_saved_evaluate_curves_are_used(tabular_folder, tmp_path):
     from sklearn.neighbors import KNeighborsClassifier
 
     removal = point_removal(result.values, ds, KNeighborsClassifier(), fractions=[0.1, 0.3])
-    removal.to_csv(d / "removal.csv", index=False)
-    (d / "evaluation.json").write_text(json.dumps({"metric": "accuracy", "model": "knn"}))
+    from datavalue._core.folder import RunWriter
+
+    with RunWriter(d, kind="evaluate") as w:  # as 'datavalue evaluate' writes them
+        w.write_text("removal.csv", removal.to_csv(index=False))
+        w.write_text("evaluation.json", json.dumps({"metric": "accuracy", "model": "knn"}))
     text = build_report(d).read_text()
     assert f">{summarize_curve(removal)['least_valuable_first']:.4g}<" in text
     assert "Point addition" not in text  # not saved, not computed

@@ -43,6 +43,8 @@ from typing import Any
 
 from datavalue._core.exceptions import InvalidDataError, InvalidParameterError
 from datavalue._core.io import _pid_alive
+from datavalue._core.kinds import KINDS
+from datavalue._core.kinds import kind as kind_named
 
 try:  # POSIX; on other systems writers are not serialised but the manifest still detects mixes.
     import fcntl
@@ -105,6 +107,18 @@ def _read_manifest(d: Path) -> dict[str, Any] | None:
         raise InvalidDataError(f"{str(p)!r} is a damaged datavalue run manifest.")
     for name in files:
         _check_name(name)
+    kinds = manifest.get("kinds", {})
+    if not isinstance(kinds, dict):
+        raise InvalidDataError(f"{str(p)!r} is a damaged datavalue run manifest.")
+    for name, version in kinds.items():
+        known = KINDS.get(name)
+        if known is None or not isinstance(version, int) or version > known.version:
+            what = (f"files of a kind this datavalue does not know ({name!r})" if known is None
+                    else f"{name!r} files in format {version!r}; this datavalue reads format "
+                         f"{known.version}")
+            raise InvalidDataError(
+                f"{str(d)!r} holds {what}: it was written by a newer datavalue. Upgrade "
+                "datavalue to read it, or write the run again with this version.")
     return manifest
 
 
@@ -117,9 +131,11 @@ def _check_name(name: str) -> None:
 def _manifest_bytes(state: str, files: dict[str, Any]) -> bytes:
     from datavalue._core.version import __version__
 
+    kinds = sorted({e["kind"] for e in files.values() if e and "kind" in e})
     manifest = {
         "schema": SCHEMA, "version": SCHEMA_VERSION, "state": state,
         "library_version": __version__, "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "kinds": {k: KINDS[k].version for k in kinds},
         "files": dict(sorted(files.items())),
     }
     return (json.dumps(manifest, indent=2) + "\n").encode("utf-8")
@@ -319,11 +335,15 @@ class RunWriter:
         Manifest entries ({file name: entry}) of the files the new files were computed from
         (:attr:`RunReader.manifest`); if the run changed since they were read, nothing is
         written and an error says so (two commands on one folder at once).
+    kind : str
+        The kind of files written (:data:`datavalue._core.kinds.KINDS`): only the files it
+        declares may be written, and the manifest records the kind and its format version.
     """
 
-    def __init__(self, directory: str | os.PathLike, *, replace: bool = False,
+    def __init__(self, directory: str | os.PathLike, *, kind: str, replace: bool = False,
                  protect: Iterable[str | os.PathLike] = (), what: str = "The output folder",
                  based_on: dict[str, Any] | None = None):
+        self.kind = kind_named(kind)
         self.based_on = based_on
         self.directory = Path(directory)
         self.replace = replace
@@ -362,6 +382,11 @@ class RunWriter:
         if self._staging is None:
             raise RuntimeError("RunWriter.path() is only valid inside 'with RunWriter(...)'.")
         _check_name(name)
+        if not self.kind.allows(name):
+            raise InvalidParameterError(
+                f"A {self.kind.name!r} run does not write {name!r}: its files are "
+                f"{', '.join(pattern for pattern, _ in self.kind.files)} "
+                "(datavalue._core.kinds; declare a new file there first).")
         p = self._staging / name
         p.parent.mkdir(parents=True, exist_ok=True)
         self._staged[name] = {}
@@ -415,7 +440,7 @@ class RunWriter:
                 raise InvalidParameterError(f"Nothing was written to {name!r} in the run.")
             with open(p, "rb+") as f:
                 os.fsync(f.fileno())
-            self._staged[name] = _digest_file(p)
+            self._staged[name] = {**_digest_file(p), "kind": self.kind.name}
         remove = [n for n in old_files if n not in self._staged] if self.replace else []
         protected = {p.resolve() for p in self.protect}
         for name in [*new, *remove]:
@@ -508,6 +533,12 @@ class RunReader:
         if self._lock is not None:
             self._lock.release()
             self._lock = None
+
+    @property
+    def kinds(self) -> dict[str, int]:
+        """The kinds of the folder's files and their format versions (empty for a folder
+        written before kinds were recorded)."""
+        return dict(self.manifest.get("kinds", {}))
 
     def has(self, name: str) -> bool:
         return name in self.manifest.get("files", {})

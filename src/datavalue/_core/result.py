@@ -231,7 +231,7 @@ class ValuationResult:
                 f"'dataset' must be the datavalue Dataset that was valued. Got "
                 f"{type(dataset).__name__}."
             )
-        with RunWriter(directory, replace=True, what="The result folder") as writer:
+        with RunWriter(directory, kind="value", replace=True, what="The result folder") as writer:
             if dataset is not None:
                 dataset.save(writer.path("dataset.npz"))
             self._write_to(writer)

@@ -133,7 +133,7 @@ class CleanResult:
             frame.insert(0, "id", ds.ids_train)
             frame["label"] = [ds.label_name(v.item()) for v in ds.y_train]
             frame["value"] = self.values[self.kept]
-        with RunWriter(d, what="The 'clean' output folder", based_on=based_on) as w:
+        with RunWriter(d, kind="clean", what="The 'clean' output folder", based_on=based_on) as w:
             ds.save(w.path(names["dataset"]))
             if self.sample_weight is not None:
                 frame["sample_weight"] = self.sample_weight

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from datavalue._core.exceptions import InvalidParameterError
-from datavalue._core.folder import RunWriter
+from datavalue._core.folder import RunReader, RunWriter
 from datavalue._core.io import atomic_write_text, csv_text
 from datavalue._core.result import ValuationResult, jsonable
 from datavalue.data import Dataset
@@ -162,7 +162,7 @@ class _Output:
             return
         # A new, empty or datavalue folder only; the files of an earlier comparison there
         # (compare.json first, which marks a complete one) are removed before anything is run.
-        with RunWriter(self.dir, replace=True, what="The 'out' folder"):
+        with RunWriter(self.dir, kind="compare", replace=True, what="The 'out' folder"):
             pass
         self.handler = logging.FileHandler(self.dir / "run.log", mode="w", encoding="utf-8")
         self.handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
@@ -187,7 +187,7 @@ class _Output:
         if self.dir is None:
             return
         d = self.dir
-        with RunWriter(d, what="The 'out' folder") as w:
+        with RunWriter(d, kind="compare", what="The 'out' folder") as w:
             w.write_text("compare.csv", csv_text(comparison.table))
             w.write_text("summary.csv", csv_text(comparison.summary))
             w.write_text("curves.csv", csv_text(comparison.curves))
@@ -235,13 +235,17 @@ def load_comparison(directory: str | os.PathLike) -> Comparison:
             f"{str(d)!r} does not hold a complete comparison (no compare.json): run "
             "'datavalue compare --out DIR' (or dv.compare(..., out=DIR)) first."
         )
-    config = json.loads(cfg_path.read_text())
     text_columns = ("status", "error", "metric")
-    table = pd.read_csv(d / "compare.csv", dtype={c: str for c in text_columns})
+    # Every file through the checksummed reader: a table edited or swapped since is refused.
+    with RunReader(d, what="comparison folder") as r:
+        config = r.read_json("compare.json")
+        table = pd.read_csv(io.BytesIO(r.read_bytes("compare.csv")),
+                            dtype={c: str for c in text_columns})
+        curves = (pd.read_csv(io.BytesIO(r.read_bytes("curves.csv"))) if r.has("curves.csv")
+                  else pd.DataFrame())
     for c in text_columns:
         if c in table:
             table[c] = table[c].fillna("")
-    curves = pd.read_csv(d / "curves.csv") if (d / "curves.csv").is_file() else pd.DataFrame()
     results, datasets = {}, {}
     for seed in config.get("seeds", []):
         path = d / "datasets" / f"seed-{seed}.npz"

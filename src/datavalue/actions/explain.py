@@ -55,7 +55,7 @@ class Explanation:
         from datavalue._core.folder import RunWriter
 
         d = Path(directory)
-        with RunWriter(d, what="The explanation folder") as w:
+        with RunWriter(d, kind="explain", what="The explanation folder") as w:
             w.write_text("explanation.json", json.dumps(asdict(self), indent=2) + "\n")
         return d / "explanation.json"
 

@@ -193,7 +193,7 @@ class FixResult:
         d = Path(directory)
         names = {"curve": "fix_curve.csv", "review": "review.csv", "summary": "fix.json",
                  "figure": "fix.png"}
-        with RunWriter(d, what="The 'fix' output folder", based_on=based_on) as w:
+        with RunWriter(d, kind="fix", what="The 'fix' output folder", based_on=based_on) as w:
             w.write_text(names["curve"], csv_text(self.curve))
             w.write_text(names["review"], csv_text(self.review_table(dataset)))
             w.write_text(names["summary"], json.dumps(self.summary(), indent=2) + "\n")

@@ -118,7 +118,7 @@ class InfluenceStore:
 
     def _writer(self) -> RunWriter:
         based = None if self._key_entry is None else {KEY: self._key_entry}
-        return RunWriter(self.path, what="The 'store' folder", based_on=based)
+        return RunWriter(self.path, kind="store", what="The 'store' folder", based_on=based)
 
     def _after_write(self) -> None:
         if self._key_entry is None:

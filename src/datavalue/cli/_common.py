@@ -283,3 +283,29 @@ def _is_file_error(exc: BaseException) -> bool:
         "ParserError",
         "EmptyDataError",
     )
+
+
+#: Library parameters and the command-line options that set them. The library's errors name
+#: its parameters ('epsilon'); a user of the command line typed options (--epsilon), so the
+#: one error handler of :func:`datavalue.cli.main` renames them with this table.
+OPTION_NAMES: dict[str, str] = {
+    "epsilon": "--epsilon",
+    "max_steps": "--max-steps",
+    "n_train": "--n-train",
+    "test_index": "--test-index",
+    "random_state": "--seed",
+    "n_jobs": "--n-jobs",
+    "n_estimators": "--n-estimators",
+    "n_neighbors": "--n-neighbors",
+    "max_permutations": "--budget",
+    "checkpoint": "--checkpoint",
+    "noise_rate": "--noise",
+    "id_column": "--id-column",
+}
+
+
+def _as_options(message: str) -> str:
+    """``message`` with the library's quoted parameter names replaced by their options."""
+    import re
+
+    return re.sub(r"'([a-z_]+)'", lambda m: OPTION_NAMES.get(m.group(1), m.group(0)), message)

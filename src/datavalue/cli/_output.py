@@ -83,7 +83,7 @@ def _save_run(
     run.json, the result and ``figures`` ({file name: matplotlib figure}). Files of an earlier
     run in the folder (evaluate's, clean's, ...) are removed, since they describe other values;
     files datavalue did not write are never touched."""
-    with RunWriter(out, replace=True, protect=protect, what="--out") as w:
+    with RunWriter(out, kind="value", replace=True, protect=protect, what="--out") as w:
         ds.save(w.path("dataset.npz"))
         w.write_text("run.json", json.dumps(jsonable(run), indent=2) + "\n")
         result._write_to(w)

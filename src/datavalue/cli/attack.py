@@ -227,7 +227,7 @@ def _cmd_attack(args: argparse.Namespace) -> int:
         doc = {"test_index": args.test_index, "test_id": _plain(ds.ids_test[args.test_index]),
                "test_label": int(yt), "model": args.model, "epsilon_fraction": args.epsilon,
                "max_steps": args.max_steps, "seed": args.seed, "data": args.data, "runs": runs}
-        with RunWriter(out, replace=True, what="--out") as w:
+        with RunWriter(out, kind="attack", replace=True, what="--out") as w:
             w.write_text("attack.json", json.dumps(doc, indent=1) + "\n")
             ds.save(w.path("dataset.npz"))
         print(f"Saved to {out}/ (attack.json, dataset.npz); 'datavalue report {out}' draws it.")

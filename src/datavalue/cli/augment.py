@@ -179,7 +179,7 @@ def _cmd_augment(args: argparse.Namespace) -> int:
     if args.out is not None:
         import pandas as pd
 
-        with RunWriter(Path(args.out), replace=True, what="--out") as w:
+        with RunWriter(Path(args.out), kind="augment", replace=True, what="--out") as w:
             frame = pd.DataFrame({"id": res.ids, "value": res.values,
                                   "rank": np.argsort(order) + 1, "label": yc})
             w.write_text("candidates.csv", frame.to_csv(index=False))

@@ -96,7 +96,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     addition = ev.point_addition(result.values, ds, model, **curve_kw)
 
     noisy = ds.noisy_indices if len(ds.noisy_indices) else None
-    with RunWriter(d, what="The run folder", based_on=base) as w:
+    with RunWriter(d, kind="evaluate", what="The run folder", based_on=base) as w:
         w.write_text("removal.csv", removal.to_csv(index=False))
         w.write_text("addition.csv", addition.to_csv(index=False))
         w.write_text("evaluation.json", _json_text({

@@ -86,7 +86,7 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     print(render_explanation(expl, ds))
     if args.out is not None:
         out = Path(args.out)
-        with RunWriter(out, replace=True, what="--out") as w:
+        with RunWriter(out, kind="explain", replace=True, what="--out") as w:
             w.write_text("explanation.json", json.dumps(asdict(expl), indent=2) + "\n")
             ds.save(w.path("dataset.npz"))
         print(f"\nSaved to {out}/ (explanation.json, dataset.npz); "

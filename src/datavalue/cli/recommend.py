@@ -187,7 +187,7 @@ def _cmd_recommend(args: argparse.Namespace) -> int:
                    "scope": args.scope if args.explain else None,
                    "model": {"n_factors": model.n_factors, "reg": model.reg},
                    "recommendations": out_recs}
-        with RunWriter(Path(args.out), replace=True, what="--out",
+        with RunWriter(Path(args.out), kind="recommend", replace=True, what="--out",
                        protect=[args.model] if args.model else []) as w:
             w.write_text("recommendations.json", json.dumps(summary, indent=2) + "\n")
             w.write_text("recommendations.csv", recs.to_csv(index=False))
@@ -288,7 +288,7 @@ def _cmd_unlearn(args: argparse.Namespace) -> int:
     changes = changes.reindex(changes["change"].abs().sort_values(ascending=False).index)
     from datavalue._core.io import csv_text
 
-    with RunWriter(Path(args.out), replace=True, what="--out",
+    with RunWriter(Path(args.out), kind="unlearn", replace=True, what="--out",
                    protect=[args.model] if args.model else []) as w:
         w.write_text("unlearning.json", json.dumps(summary, indent=2) + "\n")
         w.write_text("prediction_changes.csv", csv_text(changes))

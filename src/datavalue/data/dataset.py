@@ -529,7 +529,7 @@ class Dataset:
         if is_run_folder(p.parent):
             # Inside a run folder the file is added through its manifest, so the run stays
             # readable (see datavalue._core.folder).
-            with RunWriter(p.parent) as w:
+            with RunWriter(p.parent, kind="dataset") as w:
                 w.write_bytes(p.name, buf.getvalue())
             return p
         return atomic_write_bytes(p, buf.getvalue())

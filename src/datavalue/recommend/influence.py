@@ -480,3 +480,105 @@ def retrain(model: MatrixFactorization, remaining: Ratings, *, warm: bool) -> Ma
     new.fit_info_ = {"newton_steps": steps, "gradient_max": gmax,
                      "seconds": time.perf_counter() - start}
     return new
+
+
+def _rmse(pred: np.ndarray, y: np.ndarray) -> float:
+    return float(np.sqrt(np.mean((pred - y) ** 2))) if len(y) else float("nan")
+
+
+@dataclass
+class UnlearningReport:
+    """How an unlearning step moved the model's predictions, and (with ``verify``) how close
+    it came to retraining from scratch.
+
+    Attributes
+    ----------
+    unlearned : UnlearnedRecommender
+    summary : dict
+        What ``unlearning.json`` holds: the removed ratings (their prediction error before and
+        after: the model no longer fits them), every other rating (mean and largest change,
+        error before and after), and with ``verify`` the retraining time and the prediction
+        gap of the original and of the unlearned model to the retrained one.
+    changes : pandas.DataFrame
+        Every rating's prediction before and after, keyed by the log's own rating ids, the
+        largest changes first.
+    """
+
+    unlearned: UnlearnedRecommender
+    summary: dict
+    changes: Any
+
+    def save(self, directory: Any, *, protect: Any = ()) -> Any:
+        """Write ``unlearning.json``, ``prediction_changes.csv`` and the updated ``model.npz``
+        into ``directory`` (a new run of kind ``unlearn``), never replacing ``protect``."""
+        import json
+        from pathlib import Path
+
+        from datavalue._core.folder import RunWriter
+        from datavalue._core.io import csv_text
+        from datavalue.recommend.mf import model_bytes
+
+        d = Path(directory)
+        with RunWriter(d, kind="unlearn", replace=True, what="The unlearning folder",
+                       protect=protect) as w:
+            w.write_text("unlearning.json", json.dumps(self.summary, indent=2) + "\n")
+            w.write_text("prediction_changes.csv", csv_text(self.changes))
+            w.write_bytes("model.npz", model_bytes(self.unlearned.model))
+        return d
+
+
+def unlearning_report(original: MatrixFactorization, unlearned: UnlearnedRecommender, *,
+                      what: str = "ratings", value: Any = None,
+                      verify: bool = False) -> UnlearningReport:
+    """Compare ``original`` with the model after :func:`unlearn_ratings` (``unlearned``): on the
+    removed ratings and on every other one; with ``verify``, also retrain from scratch on the
+    remaining ratings (:func:`retrain`) and measure both models' prediction gap to it.
+    ``what`` / ``value`` describe the removal (``"user"``, ``"C-0009"``) for the summary."""
+    import pandas as pd
+
+    res, train = unlearned, original.ratings_
+    keep = res.remaining
+    before_keep = original.predict_codes(keep.user, keep.item)
+    after_keep = res.model.predict_codes(keep.user, keep.item)
+    before_rm = original.predict_codes(res.removed.user, res.removed.item)
+    after_rm = res.model.predict_codes(res.removed.user, res.removed.item)
+    moved = np.abs(after_keep - before_keep)
+    touched = np.isin(keep.user, res.removed.user) | np.isin(keep.item, res.removed.item)
+    plain = value.item() if hasattr(value, "item") else value
+    summary: dict[str, Any] = {
+        "kind": "unlearning", "removed": {"what": what, "value": plain,
+                                          "n_ratings": res.removed.n_ratings},
+        "seconds": res.seconds, "n_parameters_updated": res.n_parameters_updated,
+        "gradient_max_after": res.gradient_max,
+        "removed_ratings": {
+            "rmse_before": _rmse(before_rm, res.removed.rating),
+            "rmse_after": _rmse(after_rm, res.removed.rating),
+            "mean_abs_change": float(np.mean(np.abs(after_rm - before_rm)))},
+        "other_ratings": {
+            "n": int(keep.n_ratings), "mean_abs_change": float(moved.mean()),
+            "max_abs_change": float(moved.max()),
+            "n_sharing_a_user_or_item": int(touched.sum()),
+            "rmse_before": _rmse(before_keep, keep.rating),
+            "rmse_after": _rmse(after_keep, keep.rating)},
+    }
+    if verify:
+        start = time.perf_counter()
+        ref = retrain(original, keep, warm=False)
+        secs = time.perf_counter() - start
+        p_ref = ref.predict_codes(keep.user, keep.item)
+        summary["verify"] = {
+            "retrain_seconds": secs, "speedup": secs / max(res.seconds, 1e-9),
+            "gap_original_vs_retrained": _rmse(before_keep, p_ref),
+            "gap_unlearned_vs_retrained": _rmse(after_keep, p_ref)}
+    changes = pd.DataFrame({
+        "row_id": np.concatenate([res.removed.row_id, keep.row_id]),
+        "user_id": np.concatenate([train.user_ids[res.removed.user], train.user_ids[keep.user]]),
+        "item_id": np.concatenate([train.item_ids[res.removed.item], train.item_ids[keep.item]]),
+        "removed": np.r_[np.ones(res.removed.n_ratings, bool), np.zeros(keep.n_ratings, bool)],
+        "rating": np.concatenate([res.removed.rating, keep.rating]),
+        "before": np.concatenate([before_rm, before_keep]),
+        "after": np.concatenate([after_rm, after_keep]),
+    })
+    changes["change"] = changes["after"] - changes["before"]
+    changes = changes.reindex(changes["change"].abs().sort_values(ascending=False).index)
+    return UnlearningReport(res, summary, changes)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import time
@@ -13,7 +14,13 @@ import numpy as np
 import pandas as pd
 
 from datavalue._core.exceptions import InvalidDataError, InvalidParameterError
-from datavalue._core.folder import RunWriter, check_output_file, check_output_folder
+from datavalue._core.folder import (
+    RunReader,
+    RunWriter,
+    check_output_file,
+    check_output_folder,
+    is_run_folder,
+)
 from datavalue._core.io import atomic_write_text
 from datavalue._core.result import ValuationResult
 from datavalue.data import Dataset
@@ -27,7 +34,7 @@ from datavalue.report._figures import (
 from datavalue.report._html import REPORT_MARKER
 from datavalue.report.explain import explanation_files, load_explanations
 from datavalue.report.text import features_text, is_image, largest_changes, number
-from datavalue.runs import load_run
+from datavalue.runs import kinds_of, load_run
 
 __all__ = ["build_report"]
 
@@ -53,10 +60,10 @@ def _fig(fig: Any, alt: str, caption: str = "") -> str:
 
 
 def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise InvalidDataError(f"{str(path)!r} is not valid JSON: {exc}") from exc
+    """A JSON file of a run, checked against the run's manifest (its checksum) like every
+    other file the report reads."""
+    with RunReader(path.parent, what="run folder") as r:
+        return r.read_json(path.name)
 
 
 # ---------------------------------------------------------------------------- examples
@@ -100,13 +107,14 @@ def _curves(d: Path, ds: Dataset, result: ValuationResult, options: dict[str, An
     default = "accuracy" if ds.task == "classification" else "r2"
     frames = {}
     if model is None and metric is None and fractions is None:
-        saved = _read_json(d / "evaluation.json") if (d / "evaluation.json").is_file() else {}
-        saved_metric = saved.get("metric") or options.get("metric") or default
-        for name in ("removal", "addition"):
-            if (d / f"{name}.csv").is_file():
-                frame = pd.read_csv(d / f"{name}.csv")
-                frame.attrs.update(metric=saved_metric, split="test")
-                frames[name] = frame
+        with RunReader(d, what="run folder") as r:  # checked against the manifest
+            saved = r.read_json("evaluation.json") if r.has("evaluation.json") else {}
+            saved_metric = saved.get("metric") or options.get("metric") or default
+            for name in ("removal", "addition"):
+                if r.has(f"{name}.csv"):
+                    frame = pd.read_csv(io.BytesIO(r.read_bytes(f"{name}.csv")))
+                    frame.attrs.update(metric=saved_metric, split="test")
+                    frames[name] = frame
         if "removal" in frames:
             return frames, saved_metric
     metric_name = metric or options.get("metric") or default
@@ -486,26 +494,27 @@ def build_report(
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise InvalidParameterError(f"The 'k' parameter must be a positive int. Got {k!r}.")
     sections: list[Section] = []
-    kinds = []
-    if (d / "compare.json").is_file():
+    shown = []
+    present = kinds_of(d) if is_run_folder(d) else set()
+    if "compare" in present:
         sections += _compare_sections(d, k)
-        kinds.append("comparison")
-    if (d / "result.json").is_file() and (d / "dataset.npz").is_file():
+        shown.append("comparison")
+    if "value" in present:
         sections += _value_sections(d, model=model, metric=metric, fractions=fractions, k=k,
                                     n_jobs=n_jobs, progress=progress)
-        kinds.append("valuation")
-    if explanation_files(d):
+        shown.append("valuation")
+    if "explain" in present and explanation_files(d):
         sections += _explain_sections(d, k)
-        kinds.append("explanation")
-    if (d / "recommendations.json").is_file():
+        shown.append("explanation")
+    if "recommend" in present:
         sections += _recommend_sections(d)
-        kinds.append("recommendations")
-    if (d / "unlearning.json").is_file():
+        shown.append("recommendations")
+    if "unlearn" in present:
         sections += _unlearn_sections(d)
-        kinds.append("unlearning")
-    if (d / "attack.json").is_file() and (d / "dataset.npz").is_file():
+        shown.append("unlearning")
+    if "attack" in present:
         sections += _attack_sections(d, k)
-        kinds.append("attack")
+        shown.append("attack")
     if not sections:
         raise InvalidParameterError(
             f"{str(d)!r} holds no results: give a folder written by 'datavalue value', "
@@ -515,11 +524,11 @@ def build_report(
         )
     from datavalue._core.version import __version__
 
-    subtitle = (f"{' + '.join(kinds).capitalize()} in {d.resolve()}; written "
+    subtitle = (f"{' + '.join(shown).capitalize()} in {d.resolve()}; written "
                 f"{time.strftime('%Y-%m-%d %H:%M')} by datavalue {__version__}.")
     html = h.page(f"datavalue report: {d.resolve().name}", subtitle, sections)
     if out is None:
-        with RunWriter(d, what="The report's folder") as w:
+        with RunWriter(d, kind="report", what="The report's folder") as w:
             w.write_text("report.html", html)
         return d / "report.html"
     path = check_output_file(out, what="The report file", marker=REPORT_MARKER)

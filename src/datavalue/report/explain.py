@@ -48,7 +48,7 @@ def save_explanations(directory: str | os.PathLike, dataset: Dataset,
                 "than 'dataset' (fingerprints differ)."
             )
     d = Path(directory)
-    with RunWriter(d, what="The explanation folder") as w:
+    with RunWriter(d, kind="explain", what="The explanation folder") as w:
         dataset.save(w.path("dataset.npz"))
         for e in explanations:
             w.write_text(f"explanation-{e.test_index}.json", json.dumps(

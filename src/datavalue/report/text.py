@@ -7,13 +7,15 @@ data's original units, numbers in full when they are whole.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from datavalue.actions.explain import Explanation
 from datavalue.data import Dataset
 
 __all__ = ["ascii_image", "is_image", "number", "features_text", "row_text", "largest_changes",
-           "render_explanation"]
+           "render_explanation", "render_attack"]
 
 
 def is_image(ds: Dataset) -> bool:
@@ -134,3 +136,68 @@ def render_explanation(expl: Explanation, ds: Dataset) -> str:
         for b in blocks:
             lines.extend(b)
     return "\n".join(lines)
+
+
+def _draw_pairs(ds: Dataset, rec: dict, show: int) -> list[str]:
+    """Moved training images, original beside perturbed (one grey scale for all), two pairs
+    to a line."""
+    raw_train = ds.raw_features(ds.x_train)
+    rng = (float(raw_train.min()), float(raw_train.max()))
+    blocks = []
+    for j in range(min(show, len(rec["train_indices"]))):
+        before = ds.raw_features(np.asarray(rec["x_original"][j])[None, :])[0]
+        after = ds.raw_features(np.asarray(rec["x_perturbed"][j])[None, :])[0]
+        head = (f"train #{rec['row_ids'][j]} ({ds.label_name(rec['labels'][j])}): "
+                "original | perturbed")
+        rows = [f"{a}  | {b}" for a, b in zip(ascii_image(before, ds.image_shape, rng),
+                                             ascii_image(after, ds.image_shape, rng),
+                                             strict=True)]
+        blocks.append([head] + rows)
+    lines = []
+    for k in range(0, len(blocks), 2):  # two pairs per line: 2 x 37 characters
+        pair = blocks[k:k + 2]
+        width = max(len(r) for r in pair[0]) + 4
+        for i in range(len(pair[0])):
+            lines.append("    " + "".join(b[i].ljust(width) for b in pair).rstrip())
+        lines.append("")
+    return lines
+
+
+def render_attack(attack: Any, show: int = 4) -> str:
+    """A :class:`~datavalue.actions.attack.DatasetAttack` as text: the target, one line per
+    count (attack and random baseline), then up to ``show`` moved rows per count (images
+    side by side, or the features that moved most)."""
+    ds, t = attack.dataset, attack.test_index
+    image = is_image(ds)
+    label = ds.label_name(ds.y_test[t])
+    first = attack.runs[0]["attack"]
+    lines = [f"Target: test #{attack.test_id}, label {label}, predicted "
+             f"{label} (loss {first['test_loss'][0]:.3g}); every input may move by "
+             f"{attack.epsilon:g} of its range."]
+    if image:
+        raw = ds.raw_features(ds.x_train)
+        rng = (float(raw.min()), float(raw.max()))
+        lines += ["    " + r for r in ascii_image(ds.raw_features(ds.x_test[[t]])[0],
+                                                  ds.image_shape, rng)]
+    lines += ["", f"{'moved':>5}  {'attack (influence)':<44}  random rows, random signs"]
+    for run in attack.runs:
+        a, b = run["attack"], run["random"]
+        verdict = (f"FLIPPED to {ds.label_name(a['predictions'][-1])} in {a['steps']} step(s)"
+                   if a["flipped"] else f"not flipped in {a['steps']} steps")
+        base = (f"flipped to {ds.label_name(b['predictions'][-1])}" if b["flipped"]
+                else "not flipped")
+        lines.append(f"{run['n_train']:>5}  {verdict + ',':<29} loss {a['test_loss'][0]:.3g} -> "
+                     f"{a['test_loss'][-1]:<6.3g}  {base}, loss -> {b['test_loss'][-1]:.3g}")
+        lines.append(f"{'':>5}  rows {a['row_ids']}, {a['seconds']:.1f} s")
+    for run in attack.runs if show else ():
+        lines += ["", f"{run['n_train']} moved:"]
+        if image:
+            lines += _draw_pairs(ds, run["attack"], show)
+            continue
+        a = run["attack"]
+        for j in range(min(show, len(a["train_indices"]))):
+            moved = largest_changes(ds, np.asarray(a["x_original"][j]),
+                                    np.asarray(a["x_perturbed"][j]))
+            lines.append(f"    row {a['row_ids'][j]} ({ds.label_name(a['labels'][j])}): "
+                         + ", ".join(f"{n} {number(o)} -> {number(v)}" for n, o, v in moved))
+    return "\n".join(lines).rstrip()

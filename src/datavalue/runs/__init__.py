@@ -16,7 +16,27 @@ from datavalue._core.folder import RunReader
 from datavalue._core.result import ValuationResult
 from datavalue.data import Dataset
 
-__all__ = ["load_run"]
+__all__ = ["load_run", "kinds_of"]
+
+#: For folders written before kinds were recorded in the manifest: the files that show a kind.
+_MARKERS = {"compare": ("compare.json",), "value": ("result.json", "dataset.npz"),
+            "explain": ("explanation.json",), "recommend": ("recommendations.json",),
+            "unlearn": ("unlearning.json",), "attack": ("attack.json", "dataset.npz")}
+
+
+def kinds_of(directory: str | os.PathLike) -> set[str]:
+    """The kinds of results a folder holds (:mod:`datavalue._core.kinds`), read from its
+    manifest (checked: a kind of a newer datavalue is refused); for a folder written before
+    kinds were recorded, recognised by the files that mark each kind."""
+    d = Path(directory)
+    with RunReader(d, what="folder") as r:
+        if r.kinds:
+            return set(r.kinds)
+        names = set(r.manifest["files"])
+    found = {k for k, marks in _MARKERS.items() if all(m in names for m in marks)}
+    if any(n.startswith("explanation-") and n.endswith(".json") for n in names):
+        found.add("explain")
+    return found
 
 
 def __getattr__(name: str) -> Any:
