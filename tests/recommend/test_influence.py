@@ -243,3 +243,30 @@ def test_a_torch_embedding_model_goes_through_the_torch_influence_path(tiny_fit)
 
 def inf_target(m, r):
     return RecommenderInfluence(m, r)._target_gradient(r.user_code("u1"), r.item_code("m2"))
+
+
+def test_an_unlearning_report_measures_what_the_step_did(tiny_fit, tmp_path):
+    import json
+
+    from datavalue.recommend import unlearning_report
+
+    _, model = tiny_fit
+    train = model.ratings_
+    user = train.user_ids[0]
+    res = unlearn_ratings(model, train, user=user)
+    report = unlearning_report(model, res, what="user", value=user, verify=True)
+    s = report.summary
+    removed = np.flatnonzero(train.user == 0)
+    before = model.predict_codes(train.user[removed], train.item[removed])
+    rmse = float(np.sqrt(np.mean((before - train.rating[removed]) ** 2)))
+    assert s["removed"] == {"what": "user", "value": user, "n_ratings": removed.size}
+    assert s["removed_ratings"]["rmse_before"] == pytest.approx(rmse, rel=1e-12)
+    assert s["other_ratings"]["n"] == train.n_ratings - removed.size
+    # Retraining is the reference: the unlearned model is closer to it than the original.
+    assert (s["verify"]["gap_unlearned_vs_retrained"]
+            < s["verify"]["gap_original_vs_retrained"])
+    changes = report.changes["change"].abs().to_numpy()
+    assert np.all(np.diff(changes) <= 0)  # largest changes first
+    d = report.save(tmp_path / "unl")
+    assert json.loads((d / "unlearning.json").read_text()) == json.loads(json.dumps(s))
+    assert json.loads((d / "datavalue-run.json").read_text())["kinds"] == {"unlearn": 1}

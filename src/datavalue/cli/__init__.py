@@ -42,7 +42,14 @@ from datavalue.cli import (
     report,
     value,
 )
-from datavalue.cli._common import PROG, _file_error, _is_file_error, _one_line, _wrap
+from datavalue.cli._common import (
+    PROG,
+    _as_options,
+    _file_error,
+    _is_file_error,
+    _one_line,
+    _wrap,
+)
 from datavalue.cli.actions import _cmd_clean, _cmd_fix
 from datavalue.cli.attack import _cmd_attack
 from datavalue.cli.augment import _cmd_augment
@@ -123,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     except DatavalueError as exc:
         if args.debug:
             raise
-        message = _one_line(str(exc))
+        message = _one_line(_as_options(str(exc)))
     except Exception as exc:
         if args.debug:
             raise

@@ -4,27 +4,16 @@ prediction, against random perturbations of the same size."""
 from __future__ import annotations
 
 import argparse
-import json
-from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from datavalue._core.exceptions import InvalidParameterError
-from datavalue._core.folder import RunWriter, check_output_folder
+from datavalue._core.folder import check_output_folder
 from datavalue.cli._common import (
     _add_data_options,
-    _check_test_index,
     _load_args_data,
     _seed,
     _wrap,
 )
-
-#: Models the command attacks: scikit-learn's logistic regression (exact re-fits) and a small
-#: torch network (one tanh layer of 32 units, weight decay 1e-2, warm-started L-BFGS re-fits).
-ATTACK_MODELS = {"logreg": "L2 logistic regression (exact re-fit after every step)",
-                 "torch-mlp": "torch network 64-32-10 (tanh), warm-started L-BFGS re-fits"}
-_WEIGHT_DECAY = 1e-2
 
 
 def add_parser(sub: Any, fmt: Any) -> argparse.ArgumentParser:
@@ -68,7 +57,8 @@ def add_parser(sub: Any, fmt: Any) -> argparse.ArgumentParser:
                    help="signed-gradient steps (each epsilon/10, each followed by a re-fit) "
                    "before giving up. Default: 30.")
     g.add_argument("--model", default="logreg", metavar="NAME",
-                   help=f"one of {', '.join(ATTACK_MODELS)}. Default: logreg.")
+                   help="one of logreg (L2 logistic regression, exact re-fits) or torch-mlp "
+                   "(a tanh network, warm-started L-BFGS re-fits). Default: logreg.")
     g.add_argument("--show", type=int, default=4, metavar="K",
                    help="attacked examples drawn per count (0 = none). Default: 4.")
     g.add_argument("--out", metavar="DIR",
@@ -89,187 +79,25 @@ def _counts(text: str) -> list[int]:
     return counts
 
 
-def _train_model(name: str, ds: Any, seed: int) -> tuple[Any, dict[str, Any]]:
-    """The fitted model and the extra arguments the attack needs for it."""
-    if name == "logreg":
-        from datavalue.valuation.models import make_model
-
-        # A tight optimum: influence describes the minimizer, and every step re-fits to it.
-        model = make_model("logreg").set_params(tol=1e-8, max_iter=5000)
-        return model.fit(ds.x_train, ds.y_train), {}
-    import torch
-    from torch import nn
-
-    from datavalue.attribution.applications.attack import warm_refit
-
-    loss = nn.CrossEntropyLoss(reduction="none")
-    torch.manual_seed(seed)
-    n_classes = int(np.max(ds.y_train)) + 1
-    net = nn.Sequential(nn.Linear(ds.n_features, 32), nn.Tanh(),
-                        nn.Linear(32, n_classes)).double()
-    net = warm_refit(loss, weight_decay=_WEIGHT_DECAY, max_iter=1000)(net, ds.x_train,
-                                                                     ds.y_train)
-    # One test point: conjugate gradients need one solve per step (a dense solve of the
-    # 2,410-parameter network costs 4 s per step, measured on digits). The Gauss-Newton
-    # curvature: at a network's optimum the exact Hessian plus the weight decay was indefinite
-    # (CG met negative curvature, -2e-7), which Gauss-Newton cannot be.
-    return net, {"loss": loss, "refit": warm_refit(loss, weight_decay=_WEIGHT_DECAY,
-                                                   max_iter=200),
-                 "damping": _WEIGHT_DECAY, "solver": "cg", "hessian": "gauss-newton"}
-
-
-def _box(ds: Any, fraction: float) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
-    """Epsilon and the valid range in the model's (standardized) units: images share one pixel
-    range, other features have their own training range."""
-    from datavalue.report.text import is_image
-
-    raw = ds.raw_features(ds.x_train)
-    image = is_image(ds)
-    low = np.full(ds.n_features, raw.min()) if image else raw.min(axis=0)
-    high = np.full(ds.n_features, raw.max()) if image else raw.max(axis=0)
-    scale = np.ones(ds.n_features) if ds.feature_scale is None else ds.feature_scale
-    mean = np.zeros(ds.n_features) if ds.feature_mean is None else ds.feature_mean
-    span = np.where(high > low, high - low, 1.0)
-    eps = fraction * span / scale
-    # One-hot columns of a category ("contract=Two year") stay 0 or 1: a category cannot move
-    # by a fraction.
-    eps[[("=" in str(name)) for name in ds.feature_names]] = 0.0
-    return eps, ((low - mean) / scale, (high - mean) / scale)
-
-
-def _record(res: Any, ds: Any) -> dict[str, Any]:
-    ids = ds.ids_train[res.train_indices]
-    return {
-        "train_indices": res.train_indices.tolist(),
-        "row_ids": [v.item() if hasattr(v, "item") else v for v in ids],
-        "labels": [int(v) for v in ds.y_train[res.train_indices]],
-        "flipped": bool(res.flipped), "steps": int(res.steps),
-        "seconds": round(float(res.seconds), 3),
-        "test_loss": [float(v) for v in res.test_loss],
-        "predictions": [int(v) for v in res.predictions],
-        "x_original": res.x_original.tolist(), "x_perturbed": res.x_perturbed.tolist(),
-    }
-
-
-def _draw_pairs(ds: Any, rec: dict[str, Any], show: int) -> list[str]:
-    from datavalue.report.text import ascii_image
-
-    raw_train = ds.raw_features(ds.x_train)
-    rng = (float(raw_train.min()), float(raw_train.max()))
-    blocks = []
-    for j in range(min(show, len(rec["train_indices"]))):
-        before = ds.raw_features(np.asarray(rec["x_original"][j])[None, :])[0]
-        after = ds.raw_features(np.asarray(rec["x_perturbed"][j])[None, :])[0]
-        head = (f"train #{rec['row_ids'][j]} ({ds.label_name(rec['labels'][j])}): "
-                "original | perturbed")
-        rows = [f"{a}  | {b}" for a, b in zip(ascii_image(before, ds.image_shape, rng),
-                                             ascii_image(after, ds.image_shape, rng),
-                                             strict=True)]
-        blocks.append([head] + rows)
-    lines = []
-    for k in range(0, len(blocks), 2):  # two pairs per line: 2 x 37 characters
-        pair = blocks[k:k + 2]
-        width = max(len(r) for r in pair[0]) + 4
-        for i in range(len(pair[0])):
-            lines.append("    " + "".join(b[i].ljust(width) for b in pair).rstrip())
-        lines.append("")
-    return lines
-
-
 def _cmd_attack(args: argparse.Namespace) -> int:
-    from datavalue.attribution.applications.attack import random_perturbation, training_set_attack
-    from datavalue.report.text import is_image
+    from datavalue.actions.attack import ATTACK_MODELS, attack_dataset
+    from datavalue.report.text import render_attack
 
     counts = _counts(args.n_train)
-    if args.model not in ATTACK_MODELS:
-        from datavalue._core.exceptions import UnknownNameError
-
-        raise UnknownNameError(f"Unknown model {args.model!r} given as --model: use one of "
-                               f"{', '.join(ATTACK_MODELS)}.")
-    if not 0 < args.epsilon <= 1:
-        raise InvalidParameterError(
-            f"--epsilon must be a fraction of the value range in (0, 1]. Got {args.epsilon:g}.")
-    if args.max_steps < 1:
-        raise InvalidParameterError(f"--max-steps must be a positive number. Got "
-                                    f"{args.max_steps}.")
     if args.show < 0:
         raise InvalidParameterError(f"--show must be 0 or more. Got {args.show}.")
     if args.out is not None:
         check_output_folder(args.out, what="--out")
     ds = _load_args_data(args, id_column=args.id_column)
-    if ds.task != "classification":
-        raise InvalidParameterError(
-            f"'attack' flips a classification; {args.data!r} is a {ds.task} data set.")
-    _check_test_index(args.test_index, ds)
-    if max(counts) > ds.n_train:
-        raise InvalidParameterError(
-            f"--n-train asks for {max(counts)} examples; the training split has {ds.n_train}.")
-    model, extra = _train_model(args.model, ds, args.seed)
-    eps, bounds = _box(ds, args.epsilon)
-    xt, yt = ds.x_test[args.test_index], ds.y_test[args.test_index]
     print(f"Data:  {ds.describe()}")
-    print(f"Model: {ATTACK_MODELS[args.model]}")
-    image = is_image(ds)
-    runs = []
-    for n in counts:
-        if not args.quiet:
-            print(f"  attacking with {n} training example(s) ...", flush=True)
-        res = training_set_attack(model, ds.x_train, ds.y_train, xt, yt, n_train=n,
-                                  epsilon=eps, max_steps=args.max_steps, bounds=bounds,
-                                  **extra)
-        base_kw = {k: v for k, v in extra.items() if k in ("loss", "refit")}
-        base = random_perturbation(model, ds.x_train, ds.y_train, xt, yt, n_train=n,
-                                   epsilon=eps, bounds=bounds, random_state=args.seed, **base_kw)
-        runs.append({"n_train": n, "attack": _record(res, ds), "random": _record(base, ds)})
-    print(_render(ds, args, runs, image))
+    if args.model in ATTACK_MODELS:  # an unknown one is refused by attack_dataset, by name
+        print(f"Model: {ATTACK_MODELS[args.model]}")
+    attack = attack_dataset(ds, args.test_index, counts, epsilon=args.epsilon,
+                            max_steps=args.max_steps, model=args.model, random_state=args.seed,
+                            data_name=args.data,
+                            progress=None if args.quiet else lambda s: print(s, flush=True))
+    print(render_attack(attack, show=args.show))
     if args.out is not None:
-        out = Path(args.out)
-        doc = {"test_index": args.test_index, "test_id": _plain(ds.ids_test[args.test_index]),
-               "test_label": int(yt), "model": args.model, "epsilon_fraction": args.epsilon,
-               "max_steps": args.max_steps, "seed": args.seed, "data": args.data, "runs": runs}
-        with RunWriter(out, kind="attack", replace=True, what="--out") as w:
-            w.write_text("attack.json", json.dumps(doc, indent=1) + "\n")
-            ds.save(w.path("dataset.npz"))
+        out = attack.save(args.out)
         print(f"Saved to {out}/ (attack.json, dataset.npz); 'datavalue report {out}' draws it.")
     return 0
-
-
-def _plain(v: Any) -> Any:
-    return v.item() if hasattr(v, "item") else v
-
-
-def _render(ds: Any, args: argparse.Namespace, runs: list[dict[str, Any]], image: bool) -> str:
-    from datavalue.report.text import ascii_image, largest_changes, number
-
-    label = ds.label_name(ds.y_test[args.test_index])
-    first = runs[0]["attack"]
-    lines = [f"Target: test #{_plain(ds.ids_test[args.test_index])}, label {label}, predicted "
-             f"{label} (loss {first['test_loss'][0]:.3g}); every input may move by "
-             f"{args.epsilon:g} of its range."]
-    if image:
-        raw = ds.raw_features(ds.x_train)
-        rng = (float(raw.min()), float(raw.max()))
-        lines += ["    " + r for r in ascii_image(ds.raw_features(
-            ds.x_test[[args.test_index]])[0], ds.image_shape, rng)]
-    lines += ["", f"{'moved':>5}  {'attack (influence)':<44}  random rows, random signs"]
-    for run in runs:
-        a, b = run["attack"], run["random"]
-        verdict = (f"FLIPPED to {ds.label_name(a['predictions'][-1])} in {a['steps']} step(s)"
-                   if a["flipped"] else f"not flipped in {a['steps']} steps")
-        base = (f"flipped to {ds.label_name(b['predictions'][-1])}" if b["flipped"]
-                else "not flipped")
-        lines.append(f"{run['n_train']:>5}  {verdict + ',':<29} loss {a['test_loss'][0]:.3g} -> "
-                     f"{a['test_loss'][-1]:<6.3g}  {base}, loss -> {b['test_loss'][-1]:.3g}")
-        lines.append(f"{'':>5}  rows {a['row_ids']}, {a['seconds']:.1f} s")
-    for run in runs if args.show else ():
-        lines += ["", f"{run['n_train']} moved:"]
-        if image:
-            lines += _draw_pairs(ds, run["attack"], args.show)
-            continue
-        a = run["attack"]
-        for j in range(min(args.show, len(a["train_indices"]))):
-            moved = largest_changes(ds, np.asarray(a["x_original"][j]),
-                                    np.asarray(a["x_perturbed"][j]))
-            lines.append(f"    row {a['row_ids'][j]} ({ds.label_name(a['labels'][j])}): "
-                         + ", ".join(f"{n} {number(o)} -> {number(v)}" for n, o, v in moved))
-    return "\n".join(lines).rstrip()

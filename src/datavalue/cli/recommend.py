@@ -207,10 +207,7 @@ def _records(frame: Any) -> list[dict[str, Any]]:
 
 # ---------------------------------------------------------------------- unlearn
 def _cmd_unlearn(args: argparse.Namespace) -> int:
-    import pandas as pd
-
-    from datavalue.recommend import retrain, unlearn_ratings
-    from datavalue.recommend.mf import model_bytes
+    from datavalue.recommend import unlearn_ratings, unlearning_report
 
     chosen = [o for o, v in (("--user", args.user), ("--item", args.item),
                              ("--before", args.before)) if v is not None]
@@ -230,73 +227,24 @@ def _cmd_unlearn(args: argparse.Namespace) -> int:
         kw["before"] = args.before
     res = unlearn_ratings(model, train, **kw)
     what = chosen[0][2:]
+    report = unlearning_report(model, res, what=what, value=getattr(args, what),
+                               verify=args.verify)
+    s = report.summary
     print(f"Removed {res.removed.n_ratings:,} ratings ({what} {getattr(args, what)}) by one "
           f"Newton step on {res.n_parameters_updated:,} parameters in {res.seconds * 1000:.0f} "
           "ms.")
-    # How predictions moved: on every remaining rating, and on the removed ones.
-    keep = res.remaining
-    before_keep = model.predict_codes(keep.user, keep.item)
-    after_keep = res.model.predict_codes(keep.user, keep.item)
-    before_rm = model.predict_codes(res.removed.user, res.removed.item)
-    after_rm = res.model.predict_codes(res.removed.user, res.removed.item)
-    moved = np.abs(after_keep - before_keep)
-    touched = np.isin(keep.user, res.removed.user) | np.isin(keep.item, res.removed.item)
-    summary: dict[str, Any] = {
-        "kind": "unlearning", "removed": {"what": what, "value": _plain(getattr(args, what)),
-                                          "n_ratings": res.removed.n_ratings},
-        "seconds": res.seconds, "n_parameters_updated": res.n_parameters_updated,
-        "gradient_max_after": res.gradient_max,
-        "removed_ratings": {
-            "rmse_before": _rmse(before_rm, res.removed.rating),
-            "rmse_after": _rmse(after_rm, res.removed.rating),
-            "mean_abs_change": float(np.mean(np.abs(after_rm - before_rm)))},
-        "other_ratings": {
-            "n": int(keep.n_ratings), "mean_abs_change": float(moved.mean()),
-            "max_abs_change": float(moved.max()),
-            "n_sharing_a_user_or_item": int(touched.sum()),
-            "rmse_before": _rmse(before_keep, keep.rating),
-            "rmse_after": _rmse(after_keep, keep.rating)},
-    }
-    print(f"  removed ratings: prediction error (RMSE) {summary['removed_ratings']['rmse_before']:.3f} "
-          f"-> {summary['removed_ratings']['rmse_after']:.3f} (the model no longer fits them)")
-    print(f"  other ratings:   mean |change| {moved.mean():.4f}, max {moved.max():.3f}; RMSE "
-          f"{summary['other_ratings']['rmse_before']:.4f} -> "
-          f"{summary['other_ratings']['rmse_after']:.4f}")
+    print(f"  removed ratings: prediction error (RMSE) {s['removed_ratings']['rmse_before']:.3f} "
+          f"-> {s['removed_ratings']['rmse_after']:.3f} (the model no longer fits them)")
+    other = s["other_ratings"]
+    print(f"  other ratings:   mean |change| {other['mean_abs_change']:.4f}, max "
+          f"{other['max_abs_change']:.3f}; RMSE {other['rmse_before']:.4f} -> "
+          f"{other['rmse_after']:.4f}")
     if args.verify:
-        start = time.perf_counter()
-        ref = retrain(model, keep, warm=False)
-        secs = time.perf_counter() - start
-        p_ref = ref.predict_codes(keep.user, keep.item)
-        summary["verify"] = {
-            "retrain_seconds": secs, "speedup": secs / max(res.seconds, 1e-9),
-            "gap_original_vs_retrained": _rmse(before_keep, p_ref),
-            "gap_unlearned_vs_retrained": _rmse(after_keep, p_ref)}
-        v = summary["verify"]
-        print(f"  verify: retraining took {secs:.1f} s ({v['speedup']:.0f}x the step); "
-              f"prediction gap to the retrained model {v['gap_original_vs_retrained']:.4f} "
-              f"(original) -> {v['gap_unlearned_vs_retrained']:.4f} (unlearned)")
-    changes = pd.DataFrame({
-        "row_id": np.concatenate([res.removed.row_id, keep.row_id]),
-        "user_id": np.concatenate([train.user_ids[res.removed.user], train.user_ids[keep.user]]),
-        "item_id": np.concatenate([train.item_ids[res.removed.item], train.item_ids[keep.item]]),
-        "removed": np.r_[np.ones(res.removed.n_ratings, bool), np.zeros(keep.n_ratings, bool)],
-        "rating": np.concatenate([res.removed.rating, keep.rating]),
-        "before": np.concatenate([before_rm, before_keep]),
-        "after": np.concatenate([after_rm, after_keep]),
-    })
-    changes["change"] = changes["after"] - changes["before"]
-    changes = changes.reindex(changes["change"].abs().sort_values(ascending=False).index)
-    from datavalue._core.io import csv_text
-
-    with RunWriter(Path(args.out), kind="unlearn", replace=True, what="--out",
-                   protect=[args.model] if args.model else []) as w:
-        w.write_text("unlearning.json", json.dumps(summary, indent=2) + "\n")
-        w.write_text("prediction_changes.csv", csv_text(changes))
-        w.write_bytes("model.npz", model_bytes(res.model))
+        v = s["verify"]
+        print(f"  verify: retraining took {v['retrain_seconds']:.1f} s ({v['speedup']:.0f}x the "
+              f"step); prediction gap to the retrained model {v['gap_original_vs_retrained']:.4f}"
+              f" (original) -> {v['gap_unlearned_vs_retrained']:.4f} (unlearned)")
+    report.save(args.out, protect=[args.model] if args.model else [])
     print(f"\nSaved to {args.out}/ (model.npz: the updated model, for 'recommend --model'; "
           "unlearning.json; prediction_changes.csv, largest changes first).")
     return 0
-
-
-def _rmse(pred: np.ndarray, y: np.ndarray) -> float:
-    return float(np.sqrt(np.mean((pred - y) ** 2))) if len(y) else float("nan")

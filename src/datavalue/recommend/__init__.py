@@ -7,9 +7,11 @@ from datavalue.recommend.influence import (
     RecommendationExplanation,
     RecommenderInfluence,
     UnlearnedRecommender,
+    UnlearningReport,
     explain_recommendation,
     retrain,
     unlearn_ratings,
+    unlearning_report,
 )
 from datavalue.recommend.mf import MatrixFactorization, MFLayout, MFProblem
 from datavalue.recommend.ratings import BUILTIN_RATINGS, Ratings, load_ratings
@@ -23,8 +25,10 @@ __all__ = [
     "RecommendationExplanation",
     "RecommenderInfluence",
     "UnlearnedRecommender",
+    "UnlearningReport",
     "explain_recommendation",
     "load_ratings",
     "retrain",
     "unlearn_ratings",
+    "unlearning_report",
 ]

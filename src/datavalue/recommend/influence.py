@@ -41,6 +41,8 @@ __all__ = [
     "RecommenderInfluence",
     "RecommendationExplanation",
     "UnlearnedRecommender",
+    "UnlearningReport",
+    "unlearning_report",
     "explain_recommendation",
     "unlearn_ratings",
 ]
