@@ -71,10 +71,8 @@ def attack_box(dataset: Dataset, fraction: float) -> tuple[np.ndarray, tuple[np.
     """Epsilon (one radius per feature) and the valid range, in the model's (standardized)
     units, for moves of ``fraction`` of each feature's training range: images share one pixel
     range, other features have their own; one-hot columns of a category never move."""
-    from datavalue.report.text import is_image
-
     raw = dataset.raw_features(dataset.x_train)
-    image = is_image(dataset)
+    image = dataset.is_image
     low = np.full(dataset.n_features, raw.min()) if image else raw.min(axis=0)
     high = np.full(dataset.n_features, raw.max()) if image else raw.max(axis=0)
     scale = (np.ones(dataset.n_features) if dataset.feature_scale is None

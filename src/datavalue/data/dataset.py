@@ -161,6 +161,14 @@ class Dataset:
         return int(self.x_test.shape[0])
 
     @property
+    def is_image(self) -> bool:
+        """Whether the rows are images (``image_shape`` of 2 or 3 axes covering every
+        feature), drawn as pictures rather than feature rows."""
+        shape = self.image_shape
+        return (shape is not None and int(np.prod(shape)) == self.n_features
+                and len(shape) in (2, 3))
+
+    @property
     def n_features(self) -> int:
         return int(self.x_train.shape[1])
 

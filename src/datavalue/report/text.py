@@ -19,8 +19,8 @@ __all__ = ["ascii_image", "is_image", "number", "features_text", "row_text", "la
 
 
 def is_image(ds: Dataset) -> bool:
-    shape = ds.image_shape
-    return shape is not None and int(np.prod(shape)) == ds.n_features and len(shape) in (2, 3)
+    """Whether ``ds``'s rows are drawn as images (:attr:`Dataset.is_image`)."""
+    return ds.is_image
 
 
 def number(v: float) -> str:
