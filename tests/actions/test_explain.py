@@ -121,3 +121,17 @@ def test_explain_with_gradient_tracing_matches_the_tracer(digits, method):
     assert Explanation(**{**e.__dict__}).method == method
     with pytest.raises(InvalidParameterError, match="'method'"):
         explain(digits, 3, method="shapley")
+
+
+def test_explain_fits_only_the_method_it_was_asked_for(monkeypatch):
+    # 'explain --method trak' used to fit an InfluenceFunction too, for the test loss.
+    from datavalue.attribution.influence import InfluenceFunction
+
+    def refuse(self, *args, **kwargs):
+        raise AssertionError("InfluenceFunction.fit was called")
+
+    ds = dv.load_dataset("breast_cancer", random_state=0)
+    monkeypatch.setattr(InfluenceFunction, "fit", refuse)
+    for method in ("trak", "tracin", "grad-cos"):
+        e = explain(ds, 3, k=2, method=method)
+        assert len(e.helpful) == 2 and np.isfinite(e.test_loss) and e.test_loss > 0

@@ -409,3 +409,35 @@ def test_custom_output_with_unit_weights():
     expected = xb[:4] @ np.linalg.inv(xb.T @ xb) @ xb.T
     np.testing.assert_allclose(trak.influence(x[:4], y[:4]), expected, rtol=1e-9, atol=1e-12)
     np.testing.assert_array_equal(trak.out_to_loss_, 1.0)
+
+
+def test_every_attributor_shares_one_engine_for_top_k_losses_and_fitted_checks():
+    # top_k is written once (engine.Attributor): for every method it equals the argsort of
+    # its own influence matrix, ties broken by the lower index.
+    from sklearn.exceptions import NotFittedError
+    from sklearn.linear_model import LogisticRegression
+
+    import datavalue as dv
+    from datavalue.attribution.engine import Attributor
+
+    ds = dv.load_dataset("breast_cancer", random_state=0)
+    model = LogisticRegression(max_iter=2000).fit(ds.x_train, ds.y_train)
+    x, y = ds.x_test[:4], ds.y_test[:4]
+    methods = [dv.InfluenceFunction(model, solver="exact"), dv.GradDot(model),
+               dv.GradCos(model), dv.TRAK(model, proj_dim=None)]
+    for m in methods:
+        assert isinstance(m, Attributor)
+        with pytest.raises(NotFittedError, match=f"This {type(m).__name__} is not fitted"):
+            m.top_k(x, y, k=3)
+        m.fit(ds.x_train, ds.y_train)
+        scores = m.influence(x, y)
+        top = m.top_k(x, y, k=3)
+        np.testing.assert_array_equal(top.helpful, np.argsort(-scores, axis=1,
+                                                              kind="stable")[:, :3])
+        np.testing.assert_allclose(top.harmful_scores, np.sort(scores, axis=1)[:, :3],
+                                   rtol=1e-12, atol=1e-15)
+    p = model.predict_proba(x)[np.arange(4), y]
+    for m in methods[1:]:  # the same per-example loss for the tracers as for influence
+        # The tracers compute in float32: log-losses near 0 carry its absolute rounding (~1e-7).
+        np.testing.assert_allclose(m.losses(x, y), -np.log(p), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(methods[0].losses(x, y), -np.log(p), rtol=1e-8)

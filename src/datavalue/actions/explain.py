@@ -100,6 +100,7 @@ def explain(
     """
     from sklearn.base import clone
 
+    from datavalue.attribution.engine import top_k_of_blocks
     from datavalue.attribution.influence import InfluenceFunction
 
     if not isinstance(dataset, Dataset):
@@ -128,31 +129,27 @@ def explain(
         raise InvalidParameterError("method='trak' explains a classification margin; this "
                                     "data set has a regression target.")
     estimator.fit(dataset.x_train, dataset.y_train)
-    inf = InfluenceFunction(estimator, solver=solver, damping=damping).fit(
-        dataset.x_train, dataset.y_train
-    )
     x = dataset.x_test[[test_index]]
     y = dataset.y_test[[test_index]]
     measure = "loss"
-    if method != "influence":
+    if method == "influence":
+        attributor = InfluenceFunction(estimator, solver=solver, damping=damping)
+    else:  # only the method asked for is fitted
         from datavalue.attribution.tracing import TRAK, GradCos, GradDot
 
         tracer = {"tracin": GradDot, "grad-cos": GradCos}.get(method)
-        tracer = (TRAK(estimator, proj_dim=None) if tracer is None else tracer(estimator))
-        top = tracer.fit(dataset.x_train, dataset.y_train).top_k(x, y, k)
+        attributor = TRAK(estimator, proj_dim=None) if tracer is None else tracer(estimator)
         measure = "margin" if method == "trak" else "loss"
-    else:
-        top = inf.top_k(x, y, k)
+    attributor.fit(dataset.x_train, dataset.y_train)
+    top = attributor.top_k(x, y, k)
     if (method == "influence" and dataset.task == "classification"
             and not np.any(top.helpful_scores[0])
             and not np.any(top.harmful_scores[0])):
         # The test loss is flat here (a point beyond a hinge's margin: loss and gradient are
         # exactly 0), so every loss influence is 0 and the lists would be arbitrary. Explain
         # the margin instead, which training points always move.
-        scores = inf.margin_influence(x, y)[0]
-        order = np.argsort(-scores, kind="stable")
-        top = _TopFromScores(order[:k], scores[order[:k]], order[::-1][:k],
-                             scores[order[::-1][:k]])
+        scores = attributor.margin_influence(x, y)
+        top = top_k_of_blocks(iter([(slice(0, 1), scores)]), 1, k)
         measure = "margin"
     label: Any = dataset.y_test[test_index]
     pred: Any = estimator.predict(x)[0]
@@ -161,7 +158,7 @@ def explain(
         test_index=int(test_index),
         test_label=cast(label),
         predicted_label=cast(pred),
-        test_loss=float(np.asarray(inf.losses(x, y)).ravel()[0]),
+        test_loss=float(np.asarray(attributor.losses(x, y)).ravel()[0]),
         helpful=[int(i) for i in top.helpful[0]],
         helpful_scores=[float(s) for s in top.helpful_scores[0]],
         harmful=[int(i) for i in top.harmful[0]],
@@ -172,11 +169,3 @@ def explain(
         measure=measure,
         method=method,
     )
-
-
-class _TopFromScores:
-    """The shape of :class:`~datavalue.attribution.TopK` for one test point."""
-
-    def __init__(self, helpful, helpful_scores, harmful, harmful_scores) -> None:
-        self.helpful, self.helpful_scores = [helpful], [helpful_scores]
-        self.harmful, self.harmful_scores = [harmful], [harmful_scores]

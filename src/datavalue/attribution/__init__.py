@@ -14,7 +14,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from datavalue.attribution.influence import InfluenceFunction, TopK, Unlearned
+from datavalue.attribution.engine import TopK
+from datavalue.attribution.influence import InfluenceFunction, Unlearned
 from datavalue.attribution.tracing import TRAK, GradCos, GradDot, TracIn
 
 __all__ = [

@@ -28,12 +28,11 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
-from sklearn.base import BaseEstimator
-from sklearn.exceptions import NotFittedError
 
 from datavalue._core.exceptions import InvalidDataError, InvalidParameterError, UnknownNameError
 from datavalue._core.parallel import progress_bar
 from datavalue._core.validation import Interval, Options, validate_params
+from datavalue.attribution.engine import Attributor, TopK, check_k, top_k_of_blocks
 
 __all__ = [
     "InfluenceFunction",
@@ -50,22 +49,6 @@ def _torch():
             "Influence functions need PyTorch: install it with `pip install 'datavalue[torch]'`."
         ) from exc
     return torch
-
-
-@dataclass(frozen=True)
-class TopK:
-    """The most helpful and most harmful training examples of each test point.
-
-    ``helpful[t]`` lists training indices by decreasing influence on test point ``t`` (removing
-    them would raise its loss most), ``harmful[t]`` by increasing influence (removing them would
-    lower its loss most); the ``*_scores`` are their influences (same scale as
-    :meth:`InfluenceFunction.influence`). All arrays have shape ``(n_test, k)``.
-    """
-
-    helpful: np.ndarray
-    helpful_scores: np.ndarray
-    harmful: np.ndarray
-    harmful_scores: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -110,7 +93,7 @@ def _resolve_dtype(dtype: Any):
     )
 
 
-class InfluenceFunction(BaseEstimator):
+class InfluenceFunction(Attributor):
     """Influence of training examples on test predictions (Koh & Liang 2017).
 
     Parameters
@@ -281,13 +264,6 @@ class InfluenceFunction(BaseEstimator):
             )
         return make_solver(self.solver, **(self.solver_options or {}))
 
-    def _to_examples(self, model: Any, x: Any, y: Any, x_name: str, y_name: str):
-        from datavalue.attribution.examples import model_examples
-
-        return model_examples(model, x, y, x_name, y_name, batch_fn=self.batch_fn,
-                              batch_size=self.batch_size,
-                              pipeline_input=getattr(self, "pipeline_input_", None))
-
     def fit(self, x_train: Any, y_train: Any = None) -> InfluenceFunction:
         """Wrap the model, build the Hessian operator of its training objective on
         ``(x_train, y_train)`` and fit the solver (factorisation, eigenvectors, factors...).
@@ -350,7 +326,7 @@ class InfluenceFunction(BaseEstimator):
             device=self.device,
         )
         if model.kind == "torch":
-            data = self._to_examples(model, x_train, y_train, "x_train", "y_train")
+            data = self._examples(model, x_train, y_train, "x_train", "y_train")
         else:
             data = TensorExamples(*model.prepare(x_train, y_train, "x_train", "y_train"))
         self.hessian_ = self.hessian if self.hessian != "auto" else (
@@ -447,12 +423,6 @@ class InfluenceFunction(BaseEstimator):
             "score_dtype": str(self.score_dtype),
         }, default=str))
 
-    def _check_fitted(self) -> None:
-        if not hasattr(self, "model_"):
-            raise NotFittedError(
-                "This InfluenceFunction is not fitted: call fit(x_train, y_train) first."
-            )
-
     def _exported(self, flat: Any) -> Any:
         """The user's model with parameters ``flat``: for a Pipeline, a copy whose final step
         has them (the preprocessing is kept as fitted)."""
@@ -465,13 +435,8 @@ class InfluenceFunction(BaseEstimator):
         pipe.steps[-1] = (pipe.steps[-1][0], est)
         return pipe
 
-    def _prepare(self, x: Any, y: Any, x_name: str = "x_test", y_name: str = "y_test"):
-        """Query examples as :class:`~datavalue.attribution.examples.Examples`."""
-        self._check_fitted()
-        from datavalue.attribution.examples import check_examples_args
-
-        x, y = check_examples_args(x, y, x_name, y_name)
-        return self._to_examples(self.model_, x, y, x_name, y_name)
+    def _query_model(self) -> Any:
+        return self.model_
 
     def _indices(self, indices: Any, name: str = "indices", *, as_set: bool = True) -> np.ndarray:
         """Training indices from an index list or a boolean mask: a set (sorted, no duplicates)
@@ -658,18 +623,8 @@ class InfluenceFunction(BaseEstimator):
         return self._train_solved
 
     def _stored_matrix(self, name: str, shape: tuple[int, ...], fill) -> Any:
-        """The store's array ``name`` as a tensor over its read-only memory map (computed with
-        ``fill`` and written first if the store lacks it)."""
-        import warnings
-
-        torch = _torch()
-        arr = self.store_.array(name)
-        if arr is None:
-            arr = self.store_.write_array(name, shape, fill, dtype=self.model_.dtype)
-        with warnings.catch_warnings():
-            # A read-only map: torch warns that writing would be undefined; nothing writes it.
-            warnings.simplefilter("ignore", UserWarning)
-            return torch.from_numpy(arr).to(self.model_.device)
+        return self._stored(name, shape, fill, dtype=self.model_.dtype,
+                            device=self.model_.device)
 
     def _query_and_train(self, data, desc: str, model: Any = None):
         """The two sides of a score product: preconditioned test gradients against training
@@ -876,46 +831,31 @@ class InfluenceFunction(BaseEstimator):
                 result[rows, cols] = (-m / self.n_train_).cpu().numpy()
         return result if factor is None else result * factor
 
+    def _score_blocks(self, data: Any, measure: Any, desc: str
+                      ) -> Iterator[tuple[slice, np.ndarray]]:
+        from datavalue.attribution.gradients import score_matrix
+
+        n = self.n_train_
+        queries, train = self._query_and_train(data, desc, self._measured(measure))
+        for rows, u in queries:
+            yield rows, score_matrix(iter([(slice(0, u.shape[0]), u)]), train,
+                                     (u.shape[0], n), scale=1.0 / n, dtype=self._score_dtype)
+
     def top_k(self, x_test: Any, y_test: Any = None, k: int = 10, *,
               order: str = "first", measure: Any = None) -> TopK:
         """The ``k`` most helpful and most harmful training examples of each test point
         (:class:`TopK`), from the influence scores (``order`` and ``measure`` as in
         :meth:`influence`: with ``measure``, "helpful" ranks by the largest predicted change
         of the measurement when removed), computed one test block at a time."""
-        from datavalue.attribution.gradients import score_matrix
-
-        if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
-            raise InvalidParameterError(
-                f"The 'k' parameter must be an int >= 1. Got {k!r} instead."
-            )
         _check_order(order)
-        if order == "newton":
-            if measure is not None:
-                raise InvalidParameterError("'measure' applies to order='first' only.")
-            block = self.influence(x_test, y_test, order="newton")
-            k = min(int(k), self.n_train_)
-            best = np.argsort(-block, axis=1, kind="stable")[:, :k]
-            worst = np.argsort(block, axis=1, kind="stable")[:, :k]
-            return TopK(helpful=best, harmful=worst,
-                        helpful_scores=np.take_along_axis(block, best, axis=1),
-                        harmful_scores=np.take_along_axis(block, worst, axis=1))
-        data = self._prepare(x_test, y_test)
-        n_test, n = data.n, self.n_train_
-        k = min(int(k), n)
-        out = {name: np.empty((n_test, k), dtype=dt) for name, dt in
-               (("helpful", np.int64), ("harmful", np.int64), ("helpful_scores", np.float64),
-                ("harmful_scores", np.float64))}
-        queries, train = self._query_and_train(data, "top-k", self._measured(measure))
-        for rows, u in queries:
-            block = score_matrix(iter([(slice(0, u.shape[0]), u)]), train,
-                                 (u.shape[0], n), scale=1.0 / n, dtype=self._score_dtype)
-            # Stable sort: ties are broken by the lower training index, deterministically.
-            order = np.argsort(-block, axis=1, kind="stable")[:, :k]
-            worst = np.argsort(block, axis=1, kind="stable")[:, :k]
-            out["helpful"][rows], out["harmful"][rows] = order, worst
-            out["helpful_scores"][rows] = np.take_along_axis(block, order, axis=1)
-            out["harmful_scores"][rows] = np.take_along_axis(block, worst, axis=1)
-        return TopK(**out)
+        if order == "first":
+            return super().top_k(x_test, y_test, k, measure=measure)
+        if measure is not None:
+            raise InvalidParameterError("'measure' applies to order='first' only.")
+        self._check_fitted()
+        k = check_k(k, self.n_train_)
+        scores = self.influence(x_test, y_test, order="newton")
+        return top_k_of_blocks(iter([(slice(0, len(scores)), scores)]), len(scores), k)
 
     # ------------------------------------------------------------------ unlearning
     def unlearn(self, indices: Any, x_test: Any = None, y_test: Any = None) -> Unlearned:

@@ -40,13 +40,12 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
-from sklearn.base import BaseEstimator
-from sklearn.exceptions import NotFittedError
 
 from datavalue._core.exceptions import InvalidParameterError
 from datavalue._core.parallel import progress_bar
 from datavalue._core.validation import Interval, Options, validate_params
-from datavalue.attribution.influence import TopK, _Measured, _resolve_dtype, margin
+from datavalue.attribution.engine import Attributor
+from datavalue.attribution.influence import _Measured, _resolve_dtype, margin
 
 __all__ = ["TracIn", "GradDot", "GradCos", "TRAK"]
 
@@ -64,7 +63,7 @@ def margin_loss(outputs: Any, targets: Any) -> Any:
     return _torch().nn.functional.softplus(-margin(outputs, targets))
 
 
-class _Tracer(BaseEstimator):
+class _Tracer(Attributor):
     """What every gradient tracer shares: the models, the data contract, projected features,
     the store and the query methods. Subclasses say which function is differentiated on each
     side and how features make scores."""
@@ -193,23 +192,8 @@ class _Tracer(BaseEstimator):
     def _loss(self) -> Any:
         return self.loss
 
-    def _examples(self, model: Any, x: Any, y: Any, x_name: str, y_name: str):
-        from datavalue.attribution.examples import model_examples
-
-        return model_examples(model, x, y, x_name, y_name, batch_fn=self.batch_fn,
-                              batch_size=self.batch_size)
-
-    def _prepare(self, x: Any, y: Any, x_name: str = "x_test", y_name: str = "y_test"):
-        from datavalue.attribution.examples import check_examples_args
-
-        self._check_fitted()
-        x, y = check_examples_args(x, y, x_name, y_name)
-        return self._examples(self.models_[0], x, y, x_name, y_name)
-
-    def _check_fitted(self) -> None:
-        if not hasattr(self, "models_"):
-            raise NotFittedError(
-                f"This {type(self).__name__} is not fitted: call fit(x_train, y_train) first.")
+    def _query_model(self) -> Any:
+        return self.models_[0]
 
     # -- features -----------------------------------------------------------------------------
     def _feature_blocks(self, data: Any, fns: list[Any], desc: str
@@ -259,7 +243,7 @@ class _Tracer(BaseEstimator):
                     target[s, rows] = f.cpu().numpy()
 
         if self.store_ is not None:
-            return self._stored("train-features.npy", shape, fill)
+            return self._stored_features("train-features.npy", shape, fill)
         itemsize = torch.empty((), dtype=self._feature_dtype).element_size()
         if float(np.prod(shape)) * itemsize > self.max_memory:
             raise InvalidParameterError(
@@ -273,16 +257,9 @@ class _Tracer(BaseEstimator):
                 out[s, rows] = f
         return out
 
-    def _stored(self, name: str, shape: tuple[int, ...], fill: Any) -> Any:
-        import warnings
-
-        torch = _torch()
-        arr = self.store_.array(name)
-        if arr is None:
-            arr = self.store_.write_array(name, shape, fill, dtype=self._feature_dtype)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # a read-only map nothing writes
-            return torch.from_numpy(arr).to(self.models_[0].device)
+    def _stored_features(self, name: str, shape: tuple[int, ...], fill: Any) -> Any:
+        return self._stored(name, shape, fill, dtype=self._feature_dtype,
+                            device=self.models_[0].device)
 
     # -- fitting ------------------------------------------------------------------------------
     def fit(self, x_train: Any, y_train: Any = None) -> _Tracer:
@@ -339,15 +316,19 @@ class _Tracer(BaseEstimator):
         """Checks of the subclass's own parameters."""
 
     # -- queries ------------------------------------------------------------------------------
+    def _score_blocks(self, data: Any, measure: Any, desc: str
+                      ) -> Iterator[tuple[slice, np.ndarray]]:
+        fns = [self._query_fn(measure)] * self.n_models_
+        for rows, feats in self._feature_blocks(data, fns, desc):
+            yield rows, self._scores(feats).cpu().numpy()
+
     def influence(self, x_test: Any, y_test: Any = None, *, measure: Any = None) -> np.ndarray:
         """Attribution scores, ``(n_test, n_train)``, positive = helpful (see the class)."""
-        self._check_fitted()
         data = self._prepare(x_test, y_test)
-        fns = [self._query_fn(measure)] * self.n_models_
 
         def compute(target: np.ndarray) -> np.ndarray:
-            for rows, feats in self._feature_blocks(data, fns, type(self).__name__):
-                target[rows] = self._scores(feats).cpu().numpy()
+            for rows, block in self._score_blocks(data, measure, type(self).__name__):
+                target[rows] = block
             return target
 
         shape = (data.n, self.n_train_)
@@ -359,28 +340,6 @@ class _Tracer(BaseEstimator):
         """Each training example's attribution to itself, ``(n_train,)`` (see the class)."""
         self._check_fitted()
         return self._self_scores()
-
-    def top_k(self, x_test: Any, y_test: Any = None, k: int = 10, *,
-              measure: Any = None) -> TopK:
-        """The ``k`` most helpful and most harmful training examples of each test point,
-        computed one block of test points at a time."""
-        if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
-            raise InvalidParameterError(f"The 'k' parameter must be an int >= 1. Got {k!r}.")
-        self._check_fitted()
-        data = self._prepare(x_test, y_test)
-        k = min(int(k), self.n_train_)
-        out = {name: np.empty((data.n, k), dtype=dt) for name, dt in
-               (("helpful", np.int64), ("harmful", np.int64), ("helpful_scores", np.float64),
-                ("harmful_scores", np.float64))}
-        fns = [self._query_fn(measure)] * self.n_models_
-        for rows, feats in self._feature_blocks(data, fns, "top-k"):
-            block = self._scores(feats).cpu().numpy()
-            best = np.argsort(-block, axis=1, kind="stable")[:, :k]
-            worst = np.argsort(block, axis=1, kind="stable")[:, :k]
-            out["helpful"][rows], out["harmful"][rows] = best, worst
-            out["helpful_scores"][rows] = np.take_along_axis(block, best, axis=1)
-            out["harmful_scores"][rows] = np.take_along_axis(block, worst, axis=1)
-        return TopK(**out)
 
 
 def _is_module(obj: Any) -> bool:
@@ -699,8 +658,8 @@ class TRAK(_Tracer):
                 for s in range(self.n_models_):
                     target[s] = self._kernel_features(feats[s]).cpu().numpy()
 
-            self._train = self._stored("train-kernel-features.npy", tuple(feats.shape), fill)
-            ranks = self._stored("kernel-ranks.npy", (self.n_models_,),
+            self._train = self._stored_features("train-kernel-features.npy", tuple(feats.shape), fill)
+            ranks = self._stored_features("kernel-ranks.npy", (self.n_models_,),
                                  lambda t: t.__setitem__(slice(None), self.rank_))
             self.rank_ = [int(r) for r in ranks.tolist()]
             self._self = np.mean([self._self_part(self._train[s], feats[s])
