@@ -130,7 +130,7 @@ def test_a_dataset_streamed_from_disk_gives_the_scores_of_tensors(setup, on_disk
     # Identical blocks in the same order: the same floating-point operations, so agreement to
     # rounding (1e-12 relative) for the deterministic solvers and for LiSSA with its seed.
     net, x, y = setup
-    opts = {"lissa": {"seed": 0, "depth": 200, "scale": 10.0}, "arnoldi": {"rank": 20, "seed": 0},
+    opts = {"lissa": {"random_state": 0, "depth": 200, "scale": 10.0}, "arnoldi": {"rank": 20, "random_state": 0},
             }.get(solver, {})
     kw = dict(solver=solver, solver_options=opts, batch_size=16)
     # max_memory=0: nothing of size n x p is kept; every pass reads the files again.

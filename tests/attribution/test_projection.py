@@ -21,7 +21,7 @@ def test_projection_preserves_inner_products_within_the_jl_tolerance(kind):
     p, k = 9_000, 512  # p spans three generated chunks
     a = torch.as_tensor(rng.normal(size=(20, p)) * rng.uniform(0.1, 10, size=(20, 1)))
     a[1] = a[0] + 0.1 * a[1]  # correlated pairs too
-    proj = RandomProjection(p, k, kind, seed=4, dtype=torch.float64)
+    proj = RandomProjection(p, k, kind, random_state=4, dtype=torch.float64)
     pa = proj(a)
     exact = (a @ a.T).numpy()
     approx = (pa @ pa.T).numpy()
@@ -36,12 +36,12 @@ def test_projection_preserves_inner_products_within_the_jl_tolerance(kind):
 def test_projection_is_the_same_matrix_held_or_regenerated_and_per_seed():
     rng = np.random.default_rng(1)
     g = torch.as_tensor(rng.normal(size=(9, 5000)))
-    held = RandomProjection(5000, 64, seed=3, dtype=torch.float64)
-    streamed = RandomProjection(5000, 64, seed=3, dtype=torch.float64, max_memory=0)
+    held = RandomProjection(5000, 64, random_state=3, dtype=torch.float64)
+    streamed = RandomProjection(5000, 64, random_state=3, dtype=torch.float64, max_memory=0)
     assert held.held and not streamed.held
     np.testing.assert_allclose(held(g).numpy(), streamed(g).numpy(), rtol=1e-12, atol=1e-12)
     np.testing.assert_array_equal(held(g[:4]).numpy(), held(g).numpy()[:4])
-    other = RandomProjection(5000, 64, seed=4, dtype=torch.float64)
+    other = RandomProjection(5000, 64, random_state=4, dtype=torch.float64)
     assert not np.allclose(other(g).numpy(), held(g).numpy())
     with pytest.raises(InvalidParameterError, match="projection"):
         RandomProjection(10, 4, "sparse")

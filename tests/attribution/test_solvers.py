@@ -332,7 +332,7 @@ def test_lissa_scale_estimate_and_divergence(system):
 def test_lissa_stochastic_within_tolerance_and_seeded(sampled_system):
     s = sampled_system
     ref = exact_solve(s.h, s.v, 0.0)
-    opts = dict(batch_size=100, depth=300, repeats=8, seed=7)
+    opts = dict(batch_size=100, depth=300, repeats=8, random_state=7)
     solver = make_solver("lissa", **opts).fit(s.op, 0.0)
     x = solver.solve(s.v)
     # Bias after 300 steps: ρ^300 with ρ = 1 - λ_min/s = 1 - 0.167/1.77, i.e. 1e-13; the rest is
@@ -343,7 +343,7 @@ def test_lissa_stochastic_within_tolerance_and_seeded(sampled_system):
     assert 0.5 < err / solver.info_["stderr"] < 2
     again = make_solver("lissa", **opts).fit(s.op, 0.0).solve(s.v)
     assert torch.equal(x, again)
-    other = make_solver("lissa", **{**opts, "seed": 8}).fit(s.op, 0.0).solve(s.v)
+    other = make_solver("lissa", **{**opts, "random_state": 8}).fit(s.op, 0.0).solve(s.v)
     assert not torch.equal(x, other)
     # Batch size n: every minibatch Hessian is H (drawn without replacement), so LiSSA is exact.
     full = make_solver("lissa", batch_size=200, depth=600).fit(s.op, 0.0)
@@ -398,8 +398,8 @@ def test_arnoldi_low_rank_error_is_the_discarded_spectrum(system):
 
 
 def test_arnoldi_is_deterministic_for_a_seed(system):
-    a = make_solver("arnoldi", rank=10, seed=3).fit(system.op, 0.01).solve(system.v)
-    b = make_solver("arnoldi", rank=10, seed=3).fit(system.op, 0.01).solve(system.v)
+    a = make_solver("arnoldi", rank=10, random_state=3).fit(system.op, 0.01).solve(system.v)
+    b = make_solver("arnoldi", rank=10, random_state=3).fit(system.op, 0.01).solve(system.v)
     assert torch.equal(a, b)
 
 
@@ -411,7 +411,7 @@ BATCH_CASES = [
     ("exact", {}),
     ("cg", {"rtol": 1e-12}),
     ("lissa", {"depth": 200, "scale": 1.1}),
-    ("arnoldi", {"rank": 12, "seed": 1}),
+    ("arnoldi", {"rank": 12, "random_state": 1}),
 ]
 
 
@@ -426,7 +426,7 @@ def test_batched_solve_equals_row_by_row(system, name, options):
 
 def test_batched_stochastic_lissa_and_ekfac_equal_row_by_row(sampled_system, digits_mlp):
     s = sampled_system
-    solver = make_solver("lissa", batch_size=30, depth=100, repeats=2, seed=4).fit(s.op, 0.0)
+    solver = make_solver("lissa", batch_size=30, depth=100, repeats=2, random_state=4).fit(s.op, 0.0)
     # Each call restarts the seeded minibatch sequence, shared by all rows.
     rows = torch.stack([solver.solve(row) for row in s.v])
     assert rel_err(solver.solve(s.v), rows) < 1e-12
@@ -455,7 +455,7 @@ def test_solvers_on_the_digits_mlp(digits_mlp):
 def test_stochastic_lissa_on_the_digits_mlp(digits_mlp):
     m, damping = digits_mlp, 0.1
     ref = exact_solve(m.h, m.v, damping)
-    solver = make_solver("lissa", batch_size=100, depth=300, seed=0).fit(m.op, damping)
+    solver = make_solver("lissa", batch_size=100, depth=300, random_state=0).fit(m.op, damping)
     # Bias: ρ^300 with ρ = 1 - (λ_min + λ)/s ≈ 1 - 0.1/2.8, i.e. 2e-5; the rest is minibatch
     # noise: measured at most 0.0084 over seeds 0-5, asserted at 0.02.
     assert rel_err(solver.solve(m.v), ref) < 0.02
@@ -563,7 +563,7 @@ def test_linear_regression_kfac_is_exact_for_any_n():
     for name in ("kfac", "ekfac"):
         assert rel_err(make_solver(name).fit(sub, 1e-3).solve(v), exact_solve(h_sub, v, 1e-3)) < 1e-10
     # Sampled targets (y ~ N(f, I)) give a Monte Carlo estimate of the same matrix.
-    sampled = make_solver("ekfac", mc_samples=200, seed=0).fit(op, 1e-3).solve(v)
+    sampled = make_solver("ekfac", mc_samples=200, random_state=0).fit(op, 1e-3).solve(v)
     assert rel_err(sampled, ref) < 0.1  # 10^4 Gaussian draws: ~1e-2 error, 10x margin
 
 
@@ -644,9 +644,9 @@ def test_ekfac_approximates_the_ggn_inverse_on_the_mlp(digits_mlp):
     # 0.191 (EK-FAC, empirical Fisher); asserted at 0.3 — far from a wrong solve (error ~1).
     assert max(errors.values()) < 0.3, errors
     # One sampled target per example (measured 0.170); same seed, same answer.
-    sampled = make_solver("ekfac", mc_samples=1, seed=5).fit(m.op_ggn, damping).solve(m.v)
+    sampled = make_solver("ekfac", mc_samples=1, random_state=5).fit(m.op_ggn, damping).solve(m.v)
     assert rel_err(sampled, ref) < 0.3
-    assert torch.equal(sampled, make_solver("ekfac", mc_samples=1, seed=5).fit(m.op_ggn, damping).solve(m.v))
+    assert torch.equal(sampled, make_solver("ekfac", mc_samples=1, random_state=5).fit(m.op_ggn, damping).solve(m.v))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -663,7 +663,7 @@ def test_unknown_solver_and_bad_options(system):
         ("lissa", "depth", 0), ("lissa", "scale", -1.0), ("lissa", "repeats", 1.5),
         ("arnoldi", "rank", 0), ("arnoldi", "complement", "zero"), ("cg", "rtol", -1e-3),
         ("cg", "on_negative_curvature", "ignore"), ("ekfac", "fisher", "sampled"),
-        ("ekfac", "mc_samples", 0), ("exact", "rcond", 2.0), ("kfac", "seed", -1),
+        ("ekfac", "mc_samples", 0), ("exact", "rcond", 2.0), ("kfac", "random_state", -1),
         ("kfac", "eigenvalue_correction", True),
     ]:
         with pytest.raises(InvalidParameterError, match=f"'{option}'"):

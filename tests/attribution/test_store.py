@@ -28,9 +28,9 @@ def setup():
 SOLVERS = {
     "exact": {},
     "cg": {"preconditioner": "ekfac"},
-    "arnoldi": {"rank": 15, "seed": 1},
+    "arnoldi": {"rank": 15, "random_state": 1},
     "ekfac": {},
-    "lissa": {"depth": 100, "scale": 20.0, "batch_size": 16, "seed": 3},
+    "lissa": {"depth": 100, "scale": 20.0, "batch_size": 16, "random_state": 3},
 }
 
 

@@ -197,7 +197,7 @@ def test_projected_tracin_approximates_exact_tracin():
     net = torch.nn.Sequential(torch.nn.Linear(D, 64), torch.nn.Tanh(),
                               torch.nn.Linear(64, K)).double()  # p = 643
     exact = GradDot(net, CE).fit(x, y)
-    proj = GradDot(net, CE, proj_dim=256, seed=0, projection="gaussian").fit(x, y)
+    proj = GradDot(net, CE, proj_dim=256, random_state=0, projection="gaussian").fit(x, y)
     assert proj.proj_dim_ == 256 and proj.projection_ is not None
     e, a = exact.influence(x[:30], y[:30]), proj.influence(x[:30], y[:30])
     norms = np.sqrt(exact.self_influence())
@@ -211,13 +211,13 @@ def test_same_scores_for_any_batch_size_and_seed_reproducible():
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Linear(D, 16), torch.nn.Tanh(),
                               torch.nn.Linear(16, K)).double()
-    kw = dict(proj_dim=40, seed=5, dtype="float64")
+    kw = dict(proj_dim=40, random_state=5, dtype="float64")
     a = TRAK(net, batch_size=7, **kw).fit(x, y).influence(x[:20], y[:20])
     b = TRAK(net, batch_size=120, **kw).fit(x, y).influence(x[:20], y[:20])
     np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12 * np.abs(a).max())
     c = TRAK(net, batch_size=7, **kw).fit(x, y).influence(x[:20], y[:20])
     np.testing.assert_array_equal(a, c)
-    d = TRAK(net, batch_size=7, proj_dim=40, seed=6, dtype="float64").fit(x, y).influence(
+    d = TRAK(net, batch_size=7, proj_dim=40, random_state=6, dtype="float64").fit(x, y).influence(
         x[:20], y[:20])
     assert not np.allclose(a, d)
     t1 = TracIn([net, net], CE, learning_rates=[1, 2], batch_size=5, proj_dim=30).fit(x, y)
@@ -310,7 +310,7 @@ def test_store_keeps_projected_features_and_refuses_other_settings(tmp_path):
     before = {p: p.stat().st_mtime_ns for p in folder.rglob("*")}
     for change, match in (
             (dict(proj_dim=11), "proj_dim"),
-            (dict(seed=1), "seed"),
+            (dict(random_state=1), "random_state"),
             (dict(damping=0.5), "damping"),
     ):
         with pytest.raises(StoreMismatchError, match=match):

@@ -33,22 +33,13 @@ from datavalue._core.exceptions import InvalidDataError, InvalidParameterError, 
 from datavalue._core.parallel import progress_bar
 from datavalue._core.validation import Interval, Options, validate_params
 from datavalue.attribution.engine import Attributor, TopK, check_k, top_k_of_blocks
+from datavalue.attribution.measure import _Measured, _resolve_dtype, _torch, margin
 
 __all__ = [
     "InfluenceFunction",
     "TopK",
     "Unlearned",
 ]
-
-
-def _torch():
-    try:
-        import torch
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError(
-            "Influence functions need PyTorch: install it with `pip install 'datavalue[torch]'`."
-        ) from exc
-    return torch
 
 
 @dataclass(frozen=True)
@@ -77,20 +68,6 @@ class Unlearned:
     model: Any
     test_loss: np.ndarray | None
     base_test_loss: np.ndarray | None
-
-
-def _resolve_dtype(dtype: Any):
-    torch = _torch()
-    table = {"float64": torch.float64, "double": torch.float64, "float32": torch.float32,
-             "float": torch.float32}
-    if isinstance(dtype, str) and dtype in table:
-        return table[dtype]
-    if dtype in (torch.float64, torch.float32):
-        return dtype
-    raise InvalidParameterError(
-        f"The 'dtype' parameter must be torch.float64 or torch.float32 (or 'float64', "
-        f"'float32'). Got {dtype!r} instead."
-    )
 
 
 class InfluenceFunction(Attributor):
@@ -923,36 +900,6 @@ class InfluenceFunction(Attributor):
                 f"'params' must have shape ({self.n_params_},); got {tuple(flat.shape)}."
             )
         return self._losses(flat, data)
-
-
-def margin(outputs: Any, targets: Any) -> Any:
-    """Classification margins of a batch: ``s f(x)`` for one output (``s = +1`` for the positive
-    class, -1 otherwise), ``f_y(x) - logsumexp_{k != y} f_k(x)`` for several (TRAK's margin)."""
-    torch = _torch()
-    out = outputs.reshape(outputs.shape[0], -1)
-    if out.shape[1] == 1:
-        return torch.where(targets.reshape(-1) > 0, out[:, 0], -out[:, 0])
-    # A mask, not indexing by the label: vmap cannot slice by a batched value.
-    mine = torch.arange(out.shape[1], device=out.device) == targets.long().reshape(-1, 1)
-    others = out.masked_fill(mine, float("-inf"))
-    return torch.where(mine, out, 0).sum(1) - torch.logsumexp(others, dim=1)
-
-
-class _Measured:
-    """The query side of a score with ``measure`` in place of the loss: what
-    :func:`~datavalue.attribution.gradients.iter_gradient_blocks` differentiates per example."""
-
-    def __init__(self, model: Any, measure: Any, name: str = "measure") -> None:
-        self.model, self.measure, self.name = model, measure, name
-        self.layout, self.params = model.layout, model.params
-
-    def example_loss(self, params: Any, x: Any, y: Any) -> Any:
-        value = self.measure(self.model.forward(params, x.unsqueeze(0)), y.unsqueeze(0))
-        if not hasattr(value, "reshape") or value.numel() != 1:
-            raise InvalidParameterError(
-                f"'{self.name}' must return one value per example (shape (b,) for a batch of b); "
-                f"for one example it returned {getattr(value, 'shape', type(value).__name__)}.")
-        return value.reshape(())
 
 
 def _is_torch_data(x: Any) -> bool:

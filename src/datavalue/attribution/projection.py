@@ -7,8 +7,8 @@
 what TRAK (Park et al. 2023, Sec. 3.2) and projected TracIn (Pruthi et al. 2020, Sec. 3.3)
 rely on.
 
-``P`` is generated in chunks of parameter rows, each from its own seed derived from ``seed`` and
-the chunk's index: the matrix depends only on ``(seed, n_params, proj_dim, kind)``, never on the
+``P`` is generated in chunks of parameter rows, each from its own seed derived from ``random_state`` and
+the chunk's index: the matrix depends only on ``(random_state, n_params, proj_dim, kind)``, never on the
 batch size or on how many examples were projected before, so the same seed gives the same
 scores in any process. ``P`` is held when it fits ``max_memory`` bytes (one GEMM per block);
 otherwise every chunk is regenerated for every block (the full matrix is never held: ``k``
@@ -53,7 +53,7 @@ class RandomProjection:
         Output dimension ``k``.
     kind : {"rademacher", "gaussian"}
         Entries ``+-1/sqrt(k)`` (TRAK's default) or ``N(0, 1/k)``.
-    seed : int
+    random_state : int
         Seed of the matrix.
     dtype, device
         Of the projected output (the matrix is generated in float32 on the CPU, then cast).
@@ -61,15 +61,15 @@ class RandomProjection:
         Bytes the held matrix may take; above it, chunks are regenerated per block.
     """
 
-    def __init__(self, n_params: int, proj_dim: int, kind: str = "rademacher", seed: int = 0,
+    def __init__(self, n_params: int, proj_dim: int, kind: str = "rademacher", random_state: int = 0,
                  *, dtype: Any = torch.float32, device: Any = None,
                  max_memory: float = 2**30) -> None:
         if kind not in PROJECTIONS:
             raise InvalidParameterError(
                 f"The 'projection' parameter must be one of {', '.join(PROJECTIONS)}; got "
                 f"{kind!r}.")
-        self.n_params, self.proj_dim, self.kind, self.seed = (
-            int(n_params), int(proj_dim), kind, int(seed))
+        self.n_params, self.proj_dim, self.kind, self.random_state = (
+            int(n_params), int(proj_dim), kind, int(random_state))
         self.dtype, self.device = dtype, device
         itemsize = torch.empty((), dtype=dtype).element_size()
         self.held = self.n_params * self.proj_dim * itemsize <= max_memory
@@ -78,7 +78,7 @@ class RandomProjection:
     def _chunk(self, index: int) -> Tensor:
         """Rows ``[index * CHUNK_ROWS, ...)`` of ``P``."""
         rows = min(CHUNK_ROWS, self.n_params - index * CHUNK_ROWS)
-        state = np.random.SeedSequence([self.seed, index]).generate_state(2, dtype=np.uint64)
+        state = np.random.SeedSequence([self.random_state, index]).generate_state(2, dtype=np.uint64)
         gen = torch.Generator(device="cpu").manual_seed(int(state[0] >> np.uint64(1)))
         if self.kind == "gaussian":
             block = torch.randn((rows, self.proj_dim), generator=gen, dtype=torch.float32)
@@ -116,5 +116,5 @@ class RandomProjection:
         return out
 
     def describe(self) -> dict[str, Any]:
-        return {"kind": self.kind, "proj_dim": self.proj_dim, "seed": self.seed,
+        return {"kind": self.kind, "proj_dim": self.proj_dim, "random_state": self.random_state,
                 "chunk_rows": CHUNK_ROWS}

@@ -45,15 +45,9 @@ from datavalue._core.exceptions import InvalidParameterError
 from datavalue._core.parallel import progress_bar
 from datavalue._core.validation import Interval, Options, validate_params
 from datavalue.attribution.engine import Attributor
-from datavalue.attribution.influence import _Measured, _resolve_dtype, margin
+from datavalue.attribution.measure import _Measured, _resolve_dtype, _torch, margin
 
 __all__ = ["TracIn", "GradDot", "GradCos", "TRAK"]
-
-
-def _torch():
-    import torch
-
-    return torch
 
 
 def margin_loss(outputs: Any, targets: Any) -> Any:
@@ -72,7 +66,7 @@ class _Tracer(Attributor):
         "loss": ["callable", None],
         "proj_dim": [Interval(int, 1, None), None],
         "projection": [Options({"rademacher", "gaussian"})],
-        "seed": [Interval(int, 0, None)],
+        "random_state": [Interval(int, 0, None)],
         "batch_size": [Interval(int, 1, None)],
         "max_memory": [Interval(float, 0, None)],
         "progress": ["boolean", None],
@@ -287,7 +281,7 @@ class _Tracer(Attributor):
         projected = self.proj_dim is not None and self.proj_dim < self.n_params_
         self.proj_dim_ = int(self.proj_dim) if projected else self.n_params_
         self.projection_ = RandomProjection(
-            self.n_params_, self.proj_dim_, self.projection, self.seed,
+            self.n_params_, self.proj_dim_, self.projection, self.random_state,
             dtype=self._feature_dtype, device=wrapped[0].device,
             max_memory=float(self.max_memory)) if projected else None
         self.store_ = None
@@ -384,7 +378,7 @@ class TracIn(_Tracer):
         least the number of parameters): exact.
     projection : {"rademacher", "gaussian"}
         Entries of the projection matrix (:mod:`~datavalue.attribution.projection`).
-    seed : int
+    random_state : int
         Seed of the projection.
     batch_size : int
         Examples per block.
@@ -419,7 +413,7 @@ class TracIn(_Tracer):
 
     def __init__(self, checkpoints: Any, loss: Any = None, *, learning_rates: Any = None,
                  normalize: bool = False, module: Any = None, params: Any = None,
-                 proj_dim: int | None = None, projection: str = "rademacher", seed: int = 0,
+                 proj_dim: int | None = None, projection: str = "rademacher", random_state: int = 0,
                  batch_size: int = 256, dtype: Any = "float64", device: Any = None,
                  max_memory: float = 2**30, progress: bool | None = None,
                  batch_fn: Any = None, store: str | os.PathLike | None = None) -> None:
@@ -431,7 +425,7 @@ class TracIn(_Tracer):
         self.params = params
         self.proj_dim = proj_dim
         self.projection = projection
-        self.seed = seed
+        self.random_state = random_state
         self.batch_size = batch_size
         self.dtype = dtype
         self.device = device
@@ -501,7 +495,7 @@ class GradDot(TracIn):
     _normalized: ClassVar[bool] = False
 
     def __init__(self, model: Any, loss: Any = None, *, params: Any = None,
-                 proj_dim: int | None = None, projection: str = "rademacher", seed: int = 0,
+                 proj_dim: int | None = None, projection: str = "rademacher", random_state: int = 0,
                  batch_size: int = 256, dtype: Any = "float64", device: Any = None,
                  max_memory: float = 2**30, progress: bool | None = None,
                  batch_fn: Any = None, store: str | os.PathLike | None = None) -> None:
@@ -510,7 +504,7 @@ class GradDot(TracIn):
         self.params = params
         self.proj_dim = proj_dim
         self.projection = projection
-        self.seed = seed
+        self.random_state = random_state
         self.batch_size = batch_size
         self.dtype = dtype
         self.device = device
@@ -569,7 +563,7 @@ class TRAK(_Tracer):
         parameters: no projection).
     projection : {"rademacher", "gaussian"}
         TRAK's code uses Rademacher entries (the paper's analysis Gaussian ones).
-    seed : int
+    random_state : int
         Seed of the projection (one matrix for every model, as TRAK does).
     damping : float
         ``lambda`` (TRAK's default 0). A rank-deficient ``Phi^T Phi`` (fewer training examples
@@ -599,7 +593,7 @@ class TRAK(_Tracer):
 
     def __init__(self, models: Any, loss: Any = None, *, output: Any = None,
                  weights: str = "one-minus-p", module: Any = None, params: Any = None,
-                 proj_dim: int | None = 2048, projection: str = "rademacher", seed: int = 0,
+                 proj_dim: int | None = 2048, projection: str = "rademacher", random_state: int = 0,
                  damping: float = 0.0, batch_size: int = 256, dtype: Any = "float32",
                  device: Any = None, max_memory: float = 2**30, progress: bool | None = None,
                  batch_fn: Any = None, store: str | os.PathLike | None = None) -> None:
@@ -611,7 +605,7 @@ class TRAK(_Tracer):
         self.params = params
         self.proj_dim = proj_dim
         self.projection = projection
-        self.seed = seed
+        self.random_state = random_state
         self.damping = damping
         self.batch_size = batch_size
         self.dtype = dtype

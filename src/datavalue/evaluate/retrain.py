@@ -191,7 +191,7 @@ class Retrain:
         if is_torch_module(fitted):
             import torch
 
-            from datavalue.attribution.influence import margin
+            from datavalue.attribution.measure import margin
 
             with torch.no_grad():
                 dtype = next(fitted.parameters()).dtype

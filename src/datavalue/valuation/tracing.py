@@ -153,7 +153,7 @@ class TracInValuation(_TracingValuator):
 
         model = self._fit_models(data, 1, 1.0)[0]
         return TracIn(model, self.loss, normalize=self.normalize, proj_dim=self.proj_dim,
-                      seed=self.random_state, batch_size=self.batch_size, progress=False)
+                      random_state=self.random_state, batch_size=self.batch_size, progress=False)
 
 
 class TRAKValuation(_TracingValuator):
@@ -207,5 +207,5 @@ class TRAKValuation(_TracingValuator):
                 "TRAKValuation attributes the classification margin; the target is a "
                 "regression target. Use TRAK with a custom 'output' instead.")
         models = self._fit_models(data, self.n_models, float(self.subset_fraction))
-        return TRAK(models, self.loss, proj_dim=self.proj_dim, seed=self.random_state,
+        return TRAK(models, self.loss, proj_dim=self.proj_dim, random_state=self.random_state,
                     damping=self.damping, batch_size=self.batch_size, progress=False)

@@ -41,7 +41,7 @@ class ArnoldiSolver(Solver):
         Eigenpairs kept (capped at ``p``).
     n_iter : int or None
         Krylov dimension (matvecs); None: ``min(p, max(2 rank, rank + 20))``.
-    seed : int
+    random_state : int
         Seeds the start vector.
     complement : {"drop", "damping", "tail"}
         What to do on the orthogonal complement of the kept eigenspace (see above).
@@ -51,16 +51,16 @@ class ArnoldiSolver(Solver):
     _constraints: ClassVar[dict[str, list]] = {
         "rank": [Interval(int, 1, None)],
         "n_iter": [Interval(int, 1, None), None],
-        "seed": ["random_state"],
+        "random_state": ["random_state"],
         "complement": [Options({"drop", "damping", "tail"})],
     }
 
     def __init__(
-        self, *, rank: int = 50, n_iter: int | None = None, seed: int = 0, complement: str = "drop"
+        self, *, rank: int = 50, n_iter: int | None = None, random_state: int = 0, complement: str = "drop"
     ) -> None:
         self.rank = rank
         self.n_iter = n_iter
-        self.seed = seed
+        self.random_state = random_state
         self.complement = complement
         super().__init__()
 
@@ -78,7 +78,7 @@ class ArnoldiSolver(Solver):
                 "The arnoldi option complement='damping' divides by the damping; use damping > 0 "
                 "or complement='drop' / 'tail'."
             )
-        gen = torch.Generator().manual_seed(0 if self.seed is None else self.seed)
+        gen = torch.Generator().manual_seed(0 if self.random_state is None else self.random_state)
 
         def random_unit(basis: Tensor) -> Tensor:
             w = torch.randn(p, generator=gen, dtype=op.dtype).to(op.device)

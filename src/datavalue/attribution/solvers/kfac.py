@@ -73,7 +73,7 @@ class EKFACSolver(Solver):
         For ``fisher="true"``: None takes the exact expectation (from a square root of each
         example's output-space Hessian: one backward pass per output); an int samples that many
         targets per example (Grosse et al. 2023).
-    seed : int
+    random_state : int
         Seeds the sampled targets.
     eigenvalue_correction : bool
         True: EK-FAC; False: K-FAC.
@@ -89,7 +89,7 @@ class EKFACSolver(Solver):
     _constraints: ClassVar[dict[str, list]] = {
         "fisher": [Options({"true", "empirical"})],
         "mc_samples": [Interval(int, 1, None), None],
-        "seed": ["random_state"],
+        "random_state": ["random_state"],
         "eigenvalue_correction": ["boolean"],
     }
 
@@ -98,12 +98,12 @@ class EKFACSolver(Solver):
         *,
         fisher: str = "true",
         mc_samples: int | None = None,
-        seed: int = 0,
+        random_state: int = 0,
         eigenvalue_correction: bool = True,
     ) -> None:
         self.fisher = fisher
         self.mc_samples = mc_samples
-        self.seed = seed
+        self.random_state = random_state
         self.eigenvalue_correction = eigenvalue_correction
         super().__init__()
         if fisher == "empirical" and mc_samples is not None:
@@ -204,7 +204,7 @@ class EKFACSolver(Solver):
         layers = self._layers(op)
         source = op.kfac
         assert source is not None
-        seed = 0 if self.seed is None else self.seed
+        seed = 0 if self.random_state is None else self.random_state
         n = 0
         for acts, grads in self._batches(op, layers, torch.Generator().manual_seed(seed)):
             n += acts[0].shape[0]
@@ -328,13 +328,13 @@ class KFACSolver(EKFACSolver):
         k: v for k, v in EKFACSolver._constraints.items() if k != "eigenvalue_correction"
     }
 
-    def __init__(self, *, fisher: str = "true", mc_samples: int | None = None, seed: int = 0) -> None:
+    def __init__(self, *, fisher: str = "true", mc_samples: int | None = None, random_state: int = 0) -> None:
         super().__init__(
-            fisher=fisher, mc_samples=mc_samples, seed=seed, eigenvalue_correction=False
+            fisher=fisher, mc_samples=mc_samples, random_state=random_state, eigenvalue_correction=False
         )
 
     def get_options(self) -> dict[str, Any]:
-        return {"fisher": self.fisher, "mc_samples": self.mc_samples, "seed": self.seed}
+        return {"fisher": self.fisher, "mc_samples": self.mc_samples, "random_state": self.random_state}
 
 
 def _patches(layer: torch.nn.Module, a: Tensor) -> Tensor:

@@ -41,7 +41,7 @@ class LiSSASolver(Solver):
     repeats : int
         Independent runs averaged; ``info_["stderr"]`` is the standard error of their average
         relative to its norm (a check on the minibatch noise).
-    seed : int
+    random_state : int
         Seeds minibatch sampling and the power iteration; equal seeds give equal answers.
     rtol : float
         A run stops early when ``||h_j - h_{j-1}|| <= rtol ||h_j||`` for every row (0: never).
@@ -54,7 +54,7 @@ class LiSSASolver(Solver):
         "scale": [Interval(float, 0, None, closed="neither"), None],
         "batch_size": [Interval(int, 1, None), None],
         "repeats": [Interval(int, 1, None)],
-        "seed": ["random_state"],
+        "random_state": ["random_state"],
         "rtol": [Interval(float, 0, 1)],
     }
 
@@ -65,14 +65,14 @@ class LiSSASolver(Solver):
         scale: float | None = None,
         batch_size: int | None = None,
         repeats: int = 1,
-        seed: int = 0,
+        random_state: int = 0,
         rtol: float = 0.0,
     ) -> None:
         self.depth = depth
         self.scale = scale
         self.batch_size = batch_size
         self.repeats = repeats
-        self.seed = seed
+        self.random_state = random_state
         self.rtol = rtol
         super().__init__()
 
@@ -84,7 +84,7 @@ class LiSSASolver(Solver):
             )
         scale = self.scale
         if scale is None:
-            top = _power_iteration(op, 50, 0 if self.seed is None else self.seed) + damping
+            top = _power_iteration(op, 50, 0 if self.random_state is None else self.random_state) + damping
             if top <= 0:
                 raise SolverError("LiSSA: H + damping*I is zero; nothing to invert.")
             scale = 1.5 * top
@@ -100,7 +100,7 @@ class LiSSASolver(Solver):
     def _solve(self, v: Tensor) -> Tensor:
         op, damping, s = self._op, self.damping_, self.scale_
         assert op is not None
-        gen = torch.Generator().manual_seed(0 if self.seed is None else self.seed)
+        gen = torch.Generator().manual_seed(0 if self.random_state is None else self.random_state)
         runs = self.repeats if self.batch_size is not None else 1
         v_norm = v.norm(dim=1)
         estimates = []
