@@ -33,7 +33,7 @@ from datavalue.report._figures import (
 )
 from datavalue.report._html import REPORT_MARKER
 from datavalue.report.explain import explanation_files, load_explanations
-from datavalue.report.text import features_text, is_image, largest_changes, number
+from datavalue.report.text import features_text, largest_changes, number
 from datavalue.runs import kinds_of, load_run
 
 __all__ = ["build_report"]
@@ -77,7 +77,7 @@ def _examples_html(ds: Dataset, values: np.ndarray, k: int) -> str:
     for title, idx in (("Most harmful: the lowest values", order[:k]),
                        ("Most helpful: the highest values", order[::-1][:k])):
         out.append(f"<h3>{h.esc(title)}</h3>")
-        if is_image(ds):
+        if ds.is_image:
             captions = [[f"#{ds.ids_train[i]}  value {values[i]:.3g}",
                          f"label {ds.label_name(ds.y_train[i].item())}"]
                         + ([word] if known and mask[i] else []) for i in idx]
@@ -304,7 +304,7 @@ def _explain_sections(d: Path, k: int, max_examples: int = 12) -> list[Section]:
                                             ("Most harmful", e.harmful, e.harmful_scores)):
             idx = np.asarray(idx_list[:k], dtype=np.int64)
             scores = list(score_list[:k])
-            if is_image(ds):
+            if ds.is_image:
                 caps = [[f"#{j}  {s:+.3g}", f"label {ds.label_name(ds.y_train[j].item())}"]
                         for j, s in zip(idx, scores, strict=True)]
                 inner = cards(ds, ds.x_train[idx], caps, flags=mask[idx], alt=title)
@@ -314,7 +314,7 @@ def _explain_sections(d: Path, k: int, max_examples: int = 12) -> list[Section]:
                     "label": [ds.label_name(ds.y_train[j].item()) for j in idx]},
                     flags=mask[idx])
             groups.append(f'<div class="group"><h3>{title}</h3>{inner}</div>')
-        if is_image(ds):
+        if ds.is_image:
             query = cards(ds, ds.x_test[[e.test_index]], [head], query=[True],
                           alt="test example")
         else:
@@ -416,7 +416,7 @@ def _attack_sections(d: Path, k: int) -> list[Section]:
              "flips. Baseline: as many random rows, moved by random signs of the same size.</p>",
              h.table(["moved", "attack", "steps", "test loss", "seconds", "random rows",
                       "random: test loss"], rows)]
-    image = is_image(ds)
+    image = ds.is_image
     if image:
         parts.append(cards(ds, ds.x_test[[t]], [[f"test #{doc['test_id']}", f"label {label}"]],
                            query=[True], alt="target"))

@@ -14,13 +14,8 @@ import numpy as np
 from datavalue.actions.explain import Explanation
 from datavalue.data import Dataset
 
-__all__ = ["ascii_image", "is_image", "number", "features_text", "row_text", "largest_changes",
+__all__ = ["ascii_image", "number", "features_text", "row_text", "largest_changes",
            "render_explanation", "render_attack"]
-
-
-def is_image(ds: Dataset) -> bool:
-    """Whether ``ds``'s rows are drawn as images (:attr:`Dataset.is_image`)."""
-    return ds.is_image
 
 
 def number(v: float) -> str:
@@ -168,7 +163,7 @@ def render_attack(attack: Any, show: int = 4) -> str:
     count (attack and random baseline), then up to ``show`` moved rows per count (images
     side by side, or the features that moved most)."""
     ds, t = attack.dataset, attack.test_index
-    image = is_image(ds)
+    image = ds.is_image
     label = ds.label_name(ds.y_test[t])
     first = attack.runs[0]["attack"]
     lines = [f"Target: test #{attack.test_id}, label {label}, predicted "
